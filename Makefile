@@ -1,0 +1,38 @@
+# The two set-up commands: `make test` and (with the pipeline issue) `make demo`.
+# Both create .venv when missing and install the package into it.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# pip reads the machine's find-links, so this takes the local CPU build where one is
+# provided; elsewhere pip picks the default build for the platform.
+TORCH  ?= torch==2.13.0
+
+# quiet, offline runs (shared/STACK.md)
+export DO_NOT_TRACK=1
+export MLFLOW_DISABLE_TELEMETRY=true
+export PREFECT_SERVER_ANALYTICS_ENABLED=false
+export DVC_NO_ANALYTICS=1
+export PREFECT_LOGGING_LEVEL=WARNING
+
+.PHONY: install test bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade uv
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt -e ".[dev]"
+	# tinysoundfont's playback extra (pyaudio) is not needed to render offline
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps tinysoundfont==0.3.7
+	touch $@
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/bench_features.py
+	$(BIN)/python benchmarks/bench_model.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache
