@@ -1,0 +1,50 @@
+"""Audio decoding: any of wav / flac / ogg / mp3 to mono float32 at one sample rate.
+
+The sample rate comes from ``features.sample_rate`` in ``params.yaml``; every recording
+of a catalogue is decoded through :func:`load_audio`, so the CQT always sees the same rate.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+
+class AudioDecodeError(RuntimeError):
+    """A file that cannot be read as audio; the message names the file and the fix."""
+
+
+def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
+    """Decode ``path`` to mono float32 samples at ``sample_rate``.
+
+    Returns an array of shape ``(n_samples,)``. Multi-channel audio is averaged to mono;
+    other rates are resampled with soxr (high quality).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioDecodeError(f"{path}: no such file (check audio_path in the manifest)")
+    try:
+        audio, rate = sf.read(path, dtype="float32", always_2d=True)  # (n, channels)
+    except Exception as err:  # libsndfile raises several types for bad input
+        raise AudioDecodeError(
+            f"{path}: cannot decode audio ({err}); re-encode it as wav/flac/ogg/mp3 "
+            "or remove its row from the manifest") from err
+    if audio.shape[0] == 0:
+        raise AudioDecodeError(f"{path}: the file holds no samples; remove or replace it")
+    mono = audio.mean(axis=1)  # (n,)
+    if rate != sample_rate:
+        mono = soxr.resample(mono, rate, sample_rate, quality="HQ")
+    if not np.all(np.isfinite(mono)):
+        raise AudioDecodeError(f"{path}: decoded samples are not finite; re-encode the file")
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def audio_duration(path: str | Path) -> float:
+    """Duration in seconds from the file header (no decoding)."""
+    try:
+        info = sf.info(str(path))
+    except Exception as err:
+        raise AudioDecodeError(f"{path}: cannot read the audio header ({err})") from err
+    return info.frames / info.samplerate

@@ -1,0 +1,67 @@
+"""The assembled network [II-A, II-B, II-C].
+
+log-CQT ``(B, T, bins)`` → BatchNorm + down-sampling → N Conformer blocks → time pooling
+→ pre-bottleneck vector (triplet loss) → linear bottleneck → embedding (focal and center
+losses; the retrieval embedding) → classifier logits (focal loss, training only).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from coverhunter.model.conformer import ConformerBlock
+from coverhunter.model.frontend import Subsampling
+from coverhunter.model.masking import lengths_to_mask
+from coverhunter.model.pooling import build_pooling
+from coverhunter.params import ModelParams
+
+
+class ModelOutput(NamedTuple):
+    pre: torch.Tensor        # (B, pool_dim) before the bottleneck
+    embedding: torch.Tensor  # (B, embedding_dim) after the bottleneck
+    logits: torch.Tensor     # (B, n_classes), empty when n_classes == 0
+
+
+class CoverHunterNet(nn.Module):
+    """Conformer encoder with time pooling and a bottleneck; ``n_classes`` sizes the
+    classifier used by the focal loss (0 for an inference-only model)."""
+
+    def __init__(self, n_bins: int, p: ModelParams, n_classes: int):
+        super().__init__()
+        self.config = {"n_bins": n_bins, "n_classes": n_classes, "model": dataclasses.asdict(p)}
+        self.subsample = Subsampling(n_bins, p.subsample_channels, p.d_model, p.dropout)
+        self.blocks = nn.ModuleList(
+            ConformerBlock(p.d_model, p.ff_dim, p.n_heads, p.conv_kernel, p.dropout)
+            for _ in range(p.n_blocks))
+        self.pool = build_pooling(p.pooling, p.d_model, p.pool_dim, p.pool_hidden,
+                                  p.pool_mask_prob, p.gem_p)
+        self.bottleneck = nn.Linear(p.pool_dim, p.embedding_dim)
+        self.classifier = nn.Linear(p.embedding_dim, n_classes, bias=False) if n_classes else None
+
+    @classmethod
+    def from_config(cls, config: dict) -> "CoverHunterNet":
+        """Rebuild a network from ``self.config`` (stored in every checkpoint)."""
+        return cls(config["n_bins"], ModelParams(**config["model"]), config["n_classes"])
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> ModelOutput:
+        # x: (B, T, bins) log-CQT, zero-padded; lengths: (B,) valid frames
+        if lengths is None:
+            lengths = torch.full((x.shape[0],), x.shape[1], dtype=torch.long, device=x.device)
+        h, lengths = self.subsample(x, lengths)                        # (B, T/4, d)
+        mask = lengths_to_mask(lengths, h.shape[1])
+        for block in self.blocks:
+            h = block(h, mask)
+        pre = self.pool(h, mask)                                        # (B, pool_dim)
+        emb = self.bottleneck(pre)                                      # (B, embedding_dim)
+        logits = self.classifier(emb) if self.classifier is not None else emb.new_zeros(len(emb), 0)
+        return ModelOutput(pre, emb, logits)
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """L2-normalised retrieval embeddings ``(B, embedding_dim)`` (eval mode required)."""
+        if self.training:
+            raise RuntimeError("call model.eval() before embed(): training mode masks attention")
+        return nn.functional.normalize(self(x, lengths).embedding.float(), dim=-1)

@@ -1,0 +1,145 @@
+"""Training loop [III-A]: Adam, lr decayed ×``lr_decay`` every ``lr_decay_steps`` steps,
+P×K batches, the joint loss of II-C.
+
+The loop is step-based and resumable: every ``checkpoint_every`` steps it writes one
+checkpoint (model, loss centres, optimiser, scheduler, AMP scaler, sampler and RNG state,
+metric history) atomically, and a later call with the same output folder continues exactly
+where the last checkpoint left off: on CPU the resumed run is bit-identical to an
+uninterrupted one. A per-step callback receives the step's metrics (for tracking).
+"""
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from coverhunter.data import ChunkDataset, collate
+from coverhunter.losses import CoverHunterLoss
+from coverhunter.model import CoverHunterNet
+from coverhunter.params import TrainParams
+from coverhunter.sampler import PKSampler
+
+StepCallback = Callable[[int, dict[str, float]], None]
+CHECKPOINT = "checkpoint.pt"
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; otherwise the named device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (model initialisation, dropout, attention masks)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    checkpoint: Path | None = None
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    """Write atomically: a kill during the write leaves the previous checkpoint intact."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def train(model: CoverHunterNet, loss_fn: CoverHunterLoss, dataset: ChunkDataset,
+          sampler: PKSampler, p: TrainParams, out_dir: str | Path,
+          callback: StepCallback | None = None, progress: bool = True) -> TrainResult:
+    """Train until ``p.max_steps``, resuming from ``out_dir/checkpoint.pt`` if present."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(p.device)
+    use_amp = p.amp and device.type == "cuda"
+    model.to(device).train()
+    loss_fn.to(device).train()
+    params = list(model.parameters()) + list(loss_fn.parameters())
+    optimizer = torch.optim.Adam(params, lr=p.lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, p.lr_decay_steps, gamma=p.lr_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    ckpt_path = out_dir / CHECKPOINT
+    step, history = 0, []
+    if ckpt_path.exists():
+        state = load_checkpoint(ckpt_path)
+        model.load_state_dict(state["model"])
+        loss_fn.load_state_dict(state["loss"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        sampler.load_state_dict(state["sampler"])
+        _set_rng_state(state["rng"])
+        step, history = state["step"], state["history"]
+
+    def checkpoint() -> None:
+        save_checkpoint(ckpt_path, {
+            "model": model.state_dict(), "loss": loss_fn.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(), "sampler": sampler.state_dict(),
+            "rng": _rng_state(), "step": step, "history": history,
+            "config": model.config})
+
+    bar = tqdm(total=p.max_steps, initial=step, unit="step", desc="train",
+               disable=not progress, dynamic_ncols=True)
+    while step < p.max_steps:
+        x, lengths, labels = collate([dataset[i] for i in sampler.sample()])
+        x, lengths, labels = x.to(device), lengths.to(device), labels.to(device)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            out = model(x, lengths)
+        terms = loss_fn(out.pre.float(), out.embedding.float(), out.logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(terms.total).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        step += 1
+        metrics = {name: float(value) for name, value in terms._asdict().items()}
+        metrics["lr"] = scheduler.get_last_lr()[0]
+        history.append(metrics)
+        if callback is not None:
+            callback(step, metrics)
+        bar.update(1)
+        bar.set_postfix(loss=f"{metrics['total']:.3f}")
+        if step % p.checkpoint_every == 0 or step == p.max_steps:
+            checkpoint()
+    bar.close()
+    return TrainResult(step, history, ckpt_path if ckpt_path.exists() else None)
+
+
+def load_model(path: str | Path) -> CoverHunterNet:
+    """A trained network from a checkpoint, in eval mode."""
+    state = load_checkpoint(Path(path))
+    model = CoverHunterNet.from_config(state["config"])
+    model.load_state_dict(state["model"])
+    return model.eval()

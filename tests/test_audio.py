@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+import soundfile as sf
+
+from coverhunter.audio import AudioDecodeError, audio_duration, load_audio
+
+from synth import tone
+
+
+def dominant_frequency(x: np.ndarray, sample_rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return np.fft.rfftfreq(len(x), 1 / sample_rate)[spectrum.argmax()]
+
+
+@pytest.mark.parametrize("ext,subtype", [("wav", "PCM_16"), ("flac", "PCM_16"),
+                                         ("ogg", "VORBIS"), ("mp3", "MPEG_LAYER_III")])
+def test_formats_decode_to_mono_at_the_target_rate(tmp_path, ext, subtype):
+    src_rate, target = 22050, 16000
+    left = tone(440.0, 2.0, src_rate)
+    stereo = np.stack([left, 0.5 * left], axis=1)          # (n, 2)
+    path = tmp_path / f"tone.{ext}"
+    sf.write(path, stereo, src_rate, subtype=subtype)
+    audio = load_audio(path, target)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    # lossy codecs pad a few ms of priming / padding samples
+    assert abs(len(audio) / target - 2.0) < 0.1
+    assert abs(dominant_frequency(audio, target) - 440.0) < 2.0
+    # mono is the channel mean: amplitude 0.5 and 0.25 average to 0.375
+    assert abs(np.abs(audio[2000:-2000]).max() - 0.375) < 0.03
+    assert abs(audio_duration(path) - 2.0) < 0.1
+
+
+def test_missing_file_names_the_path(tmp_path):
+    missing = tmp_path / "nope.wav"
+    with pytest.raises(AudioDecodeError, match="nope.wav: no such file"):
+        load_audio(missing, 16000)
+
+
+def test_undecodable_file_names_the_path_and_the_fix(tmp_path):
+    bad = tmp_path / "corrupt.flac"
+    bad.write_bytes(b"this is not audio" * 100)
+    with pytest.raises(AudioDecodeError, match=r"corrupt.flac: cannot decode audio.*re-encode"):
+        load_audio(bad, 16000)

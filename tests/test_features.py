@@ -1,0 +1,69 @@
+import librosa
+import numpy as np
+import pytest
+
+from coverhunter.features import CQTFrontEnd, batches_by_duration, extract_cqt
+from coverhunter.render import load_corpus_score, render_score
+
+from synth import tone
+
+
+@pytest.fixture(scope="module")
+def front(params):
+    return CQTFrontEnd(params.features)
+
+
+@pytest.mark.parametrize("freq", [55.0, 220.0, 440.0, 1760.0])
+def test_pure_tone_peaks_in_the_predicted_bin(front, params, freq):
+    # bin k sits at fmin · 2^(k/12): 440 Hz is 12·log2(440/32.703) = 45.0 bins above C1
+    p = params.features
+    expected = round(p.bins_per_octave * np.log2(freq / p.fmin))
+    feats = extract_cqt([tone(freq, 3.0, p.sample_rate)], front)[0]
+    assert feats.shape[1] == 96
+    assert feats[10:-10].mean(axis=0).argmax() == expected
+
+
+def test_frame_rate_is_25_per_second(front, params):
+    sr = params.features.sample_rate
+    feats = extract_cqt([np.zeros(10 * sr, dtype=np.float32)], front)[0]
+    assert feats.shape == (10 * 25 + 1, 96)          # centred frames: 1 + n // hop
+
+
+def test_log_magnitude_is_relative_to_the_recording_max(front, params):
+    sr = params.features.sample_rate
+    x = tone(440.0, 2.0, sr)
+    loud, quiet = extract_cqt([x, 0.1 * x], front)
+    assert loud.max() == pytest.approx(0.0, abs=1e-4)
+    assert loud.min() >= -params.features.top_db
+    # a gain change moves every dB value equally, so relative to the max nothing changes
+    above_floor = loud > -params.features.top_db + 25
+    np.testing.assert_allclose(loud[above_floor], quiet[above_floor], atol=1e-3)
+
+
+def test_batched_equals_one_at_a_time(front, params):
+    rng = np.random.default_rng(0)
+    sr = params.features.sample_rate
+    audios = [rng.standard_normal(n).astype(np.float32) for n in (5 * sr, 3 * sr + 17, sr // 2)]
+    together = extract_cqt(audios, front)
+    for a, t in zip(audios, together):
+        np.testing.assert_array_equal(t, extract_cqt([a], front)[0])
+
+
+def test_batches_respect_the_budget():
+    assert list(batches_by_duration([5, 5, 5, 20, 1], max_samples=12)) == [[0, 1], [2], [3], [4]]
+
+
+def test_correlates_with_librosa_on_rendered_music(front, params):
+    """Green Sleeves (Ryan's Mammoth Collection) rendered on a GM piano: nnAudio's log-CQT
+    against librosa.cqt with the same settings. librosa refuses 96 bins at 16 kHz (the top
+    bin's band passes Nyquist), so both use the lowest 95."""
+    p = params.features
+    audio = render_score(load_corpus_score("ryansMammoth/GreenSleevesJig"), p.sample_rate)
+    audio = audio[: 30 * p.sample_rate]
+    ours = extract_cqt([audio], front)[0][:, :95]
+    mag = np.abs(librosa.cqt(audio, sr=p.sample_rate, hop_length=p.hop_length, fmin=p.fmin,
+                             n_bins=95, bins_per_octave=p.bins_per_octave))
+    ref = librosa.amplitude_to_db(mag, ref=np.max, amin=p.amin, top_db=p.top_db).T
+    assert ours.shape == ref.shape
+    r = np.corrcoef(ours.ravel(), ref.ravel())[0, 1]
+    assert r >= 0.95, f"log-CQT correlation with librosa is {r:.3f}"

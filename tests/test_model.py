@@ -1,0 +1,103 @@
+import dataclasses
+
+import pytest
+import torch
+
+from coverhunter.model import CoverHunterNet
+from coverhunter.model.masking import MaskedBatchNorm, lengths_to_mask
+from coverhunter.model.pooling import AttentiveTimePooling, weighted_mean_std
+
+
+def make(tiny, pooling="attentive", n_classes=5):
+    torch.manual_seed(0)
+    m = dataclasses.replace(tiny.model, pooling=pooling)
+    return CoverHunterNet(tiny.features.n_bins, m, n_classes)
+
+
+def test_shapes_and_time_downsampling(tiny):
+    net = make(tiny).eval()
+    x = torch.randn(3, 375, 96)
+    out = net(x)
+    assert out.pre.shape == (3, 32) and out.embedding.shape == (3, 16) and out.logits.shape == (3, 5)
+    h, lengths = net.subsample(x, torch.tensor([375, 200, 9]))
+    assert h.shape[1] == 94 and lengths.tolist() == [94, 50, 3]   # ceil(ceil(T/2)/2)
+
+
+@pytest.mark.parametrize("pooling", ["attentive", "gem", "mean"])
+def test_padding_in_a_batch_does_not_change_an_embedding(tiny, pooling):
+    net = make(tiny, pooling).eval()
+    torch.manual_seed(1)
+    x = torch.randn(3, 400, 96)
+    lengths = torch.tensor([400, 251, 77])
+    batched = net.embed(x, lengths)
+    for i, n in enumerate(lengths.tolist()):
+        alone = net.embed(x[i: i + 1, :n])
+        torch.testing.assert_close(batched[i], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_variable_length_inputs_embed_to_unit_vectors(tiny):
+    net = make(tiny).eval()
+    for frames in (30, 375, 1125):
+        e = net.embed(torch.randn(2, frames, 96))
+        assert e.shape == (2, 16)
+        torch.testing.assert_close(e.norm(dim=1), torch.ones(2))
+
+
+def test_embed_refuses_training_mode(tiny):
+    with pytest.raises(RuntimeError, match="eval"):
+        make(tiny).train().embed(torch.randn(1, 50, 96))
+
+
+def test_random_attention_mask_only_while_training():
+    torch.manual_seed(0)
+    pool = AttentiveTimePooling(d_in=8, hidden=4, out_dim=6, mask_prob=0.5)
+    x, mask = torch.randn(2, 20, 8), torch.ones(2, 20, dtype=torch.bool)
+    pool.eval()
+    torch.testing.assert_close(pool(x, mask), pool(x, mask))
+    pool.train()
+    assert not torch.allclose(pool(x, mask), pool(x, mask))
+
+
+def test_attentive_pooling_with_uniform_attention_is_mean_and_std():
+    """With the scoring layer zeroed every frame gets the same weight, so the pooled
+    vector is the projection of the plain mean and std over the valid frames."""
+    pool = AttentiveTimePooling(d_in=3, hidden=4, out_dim=6, mask_prob=0.0).eval()
+    with torch.no_grad():
+        for p in pool.score.parameters():
+            p.zero_()
+    x = torch.tensor([[[1.0, 2.0, 0.0], [3.0, 2.0, 4.0], [9.0, 9.0, 9.0]]])
+    mask = torch.tensor([[True, True, False]])          # the third frame is padding
+    mean = torch.tensor([[2.0, 2.0, 2.0]])
+    std = torch.tensor([[1.0, 1e-3, 2.0]])              # std of {2,2} is clamped at sqrt(eps)
+    expected = pool.proj(torch.cat([mean, std], dim=-1))
+    torch.testing.assert_close(pool(x, mask), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_weighted_mean_std_by_hand():
+    x = torch.tensor([[[0.0], [4.0]]])
+    mean, std = weighted_mean_std(x, torch.tensor([[[0.75], [0.25]]]))
+    assert mean.item() == pytest.approx(1.0)                 # 0.25 · 4
+    assert std.item() == pytest.approx(3 ** 0.5, rel=1e-5)   # E[x²] - 1 = 4 - 1
+
+
+def test_masked_batchnorm_uses_valid_frames_only():
+    bn = MaskedBatchNorm(1, momentum=1.0).train()
+    x = torch.tensor([[[1.0], [3.0], [100.0]]])
+    mask = lengths_to_mask(torch.tensor([2]), 3)
+    y = bn(x, mask)
+    # valid values {1, 3}: mean 2, biased var 1 → (x - 2) / 1; padding → 0
+    torch.testing.assert_close(y[0, :, 0], torch.tensor([-1.0, 1.0, 0.0]), atol=1e-4, rtol=0)
+    assert bn.running_mean.item() == pytest.approx(2.0)
+    assert bn.running_var.item() == pytest.approx(2.0)       # unbiased: 2 / (2 - 1)
+
+
+def test_unknown_pooling_is_named(tiny):
+    with pytest.raises(ValueError, match="model.pooling must be attentive, gem or mean"):
+        make(tiny, pooling="max")
+
+
+def test_paper_default_model_builds(params):
+    net = CoverHunterNet(96, params.model, n_classes=0).eval()
+    n = sum(p.numel() for p in net.parameters())
+    assert 1_000_000 < n < 5_000_000
+    assert net.embed(torch.randn(1, 1125, 96)).shape == (1, params.model.embedding_dim)

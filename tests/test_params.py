@@ -1,0 +1,35 @@
+import pytest
+import yaml
+
+from coverhunter.params import from_dict, load_params
+
+from conftest import ROOT
+
+
+def test_paper_defaults_are_read(params):
+    f = params.features
+    assert (f.n_bins, f.bins_per_octave, f.hop_length, f.frame_rate) == (96, 12, 640, 25.0)
+    assert params.model.n_blocks == 6
+    assert (params.loss.focal_gamma, params.loss.center_weight,
+            params.loss.triplet_margin, params.loss.triplet_weight) == (2.0, 0.01, 0.3, 0.1)
+    assert (params.train.lr, params.train.lr_decay, params.train.lr_decay_steps) == (1e-3, 0.95, 1000)
+    assert (params.train.chunk_s, params.train.hop_s, params.evaluate.chunk_s) == (15.0, 7.5, 45.0)
+
+
+def test_unknown_and_missing_keys_are_named(tmp_path):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["model"]["d_modle"] = raw["model"].pop("d_model")
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError) as err:
+        load_params(bad)
+    assert "unknown key model.d_modle" in str(err.value)
+    assert "missing key model.d_model" in str(err.value)
+    assert str(bad) in str(err.value)
+
+
+def test_missing_section_is_named():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    del raw["loss"]
+    with pytest.raises(ValueError, match="missing section.*loss"):
+        from_dict(raw)
