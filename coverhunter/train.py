@@ -124,7 +124,7 @@ def train(model: CoverHunterNet, loss_fn: CoverHunterLoss, dataset: ChunkDataset
         scaler.update()
         scheduler.step()
         step += 1
-        metrics = {name: float(value) for name, value in terms._asdict().items()}
+        metrics = {name: float(value.detach()) for name, value in terms._asdict().items()}
         metrics["lr"] = scheduler.get_last_lr()[0]
         history.append(metrics)
         if callback is not None:
