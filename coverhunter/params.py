@@ -25,6 +25,7 @@ class FeatureParams:
     top_db: float
     amin: float
     batch_seconds: float
+    store_dtype: str
 
     @property
     def hop_length(self) -> int:
@@ -91,12 +92,29 @@ class EvalParams:
 
 
 @dataclass(frozen=True)
+class DataParams:
+    """The catalogue: manifest path and split names (DESIGN.md, manifest)."""
+    manifest: str
+    audio_dir: str
+    train_split: str
+    val_split: str
+    test_sets: list[str]
+    main_test_set: str
+
+    @property
+    def splits(self) -> list[str]:
+        """Every split name a manifest may use."""
+        return [self.train_split, self.val_split, *self.test_sets]
+
+
+@dataclass(frozen=True)
 class Params:
     features: FeatureParams
     model: ModelParams
     loss: LossParams
     train: TrainParams
     evaluate: EvalParams
+    data: DataParams
 
 
 T = TypeVar("T")
@@ -119,7 +137,7 @@ def section(cls: type[T], raw: dict[str, Any], name: str) -> T:
 def from_dict(raw: dict[str, Any]) -> Params:
     """Parse the whole parameter tree (extra top-level sections are left to their stages)."""
     classes = {"features": FeatureParams, "model": ModelParams, "loss": LossParams,
-               "train": TrainParams, "evaluate": EvalParams}
+               "train": TrainParams, "evaluate": EvalParams, "data": DataParams}
     missing = [k for k in classes if k not in raw]
     if missing:
         raise ValueError(f"params: missing section(s) {', '.join(missing)}")
