@@ -1,0 +1,150 @@
+"""Feature extraction for a whole catalogue: one log-CQT file per recording, an index table.
+
+Incremental and resumable: a recording is recomputed only when its audio content (SHA-1)
+or the feature parameters changed; finished features are written atomically and the index
+is saved after every batch, so a kill loses at most one batch. A file that cannot be decoded
+does not stop the others: every other recording is extracted, then the run fails with the
+name of each bad file and the fix, leaving all finished features in place.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from coverhunter.audio import AudioDecodeError, audio_duration, load_audio
+from coverhunter.features import CQTFrontEnd, batches_by_duration, extract_cqt
+from coverhunter.params import FeatureParams
+
+INDEX = "index.parquet"
+INDEX_COLUMNS = ["recording_id", "feature_file", "n_frames", "audio_sha1", "features_hash"]
+
+
+class ExtractionError(RuntimeError):
+    """Some recordings could not be extracted; the message names each file."""
+
+
+def file_sha1(path: str | Path, block: int = 1 << 20) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def features_hash(p: FeatureParams) -> str:
+    """Hash of every parameter that changes the features (batching does not)."""
+    relevant = {k: v for k, v in dataclasses.asdict(p).items() if k != "batch_seconds"}
+    return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _safe_name(recording_id: str) -> str:
+    """A file name for a recording id: readable prefix + hash (ids may hold '/' etc.)."""
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in recording_id)[:60]
+    return f"{stem}-{hashlib.sha1(recording_id.encode()).hexdigest()[:8]}.npy"
+
+
+def read_index(out_dir: Path) -> pd.DataFrame:
+    path = out_dir / INDEX
+    if not path.exists():
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in INDEX_COLUMNS})
+    return pd.read_parquet(path)
+
+
+def _write_index(out_dir: Path, rows: dict[str, dict]) -> None:
+    df = pd.DataFrame(sorted(rows.values(), key=lambda r: r["recording_id"]), columns=INDEX_COLUMNS)
+    tmp = out_dir / (INDEX + ".tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, out_dir / INDEX)
+
+
+def _save_array(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
+def extract_catalogue(recording_ids: Sequence[str], audio_files: Sequence[str | Path],
+                      out_dir: str | Path, p: FeatureParams, device: str | torch.device = "cpu",
+                      progress: bool = True) -> pd.DataFrame:
+    """Extract log-CQT features of every recording into ``out_dir``; returns the index
+    (``recording_id, feature_file, n_frames, audio_sha1, features_hash``).
+
+    Recordings no longer listed are dropped from the index and their files removed.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fhash = features_hash(p)
+    old = {r["recording_id"]: r for r in read_index(out_dir).to_dict("records")}
+    rows: dict[str, dict] = {}
+    todo: list[tuple[str, Path, str]] = []
+    for rid, audio in zip(recording_ids, audio_files):
+        sha = file_sha1(audio) if Path(audio).is_file() else ""
+        prev = old.get(rid)
+        if (prev and prev["audio_sha1"] == sha and prev["features_hash"] == fhash
+                and (out_dir / prev["feature_file"]).exists()):
+            rows[rid] = prev
+        else:
+            todo.append((rid, Path(audio), sha))
+    for rid in set(old) - set(recording_ids):                 # no longer in the manifest
+        (out_dir / old[rid]["feature_file"]).unlink(missing_ok=True)
+    _write_index(out_dir, rows)
+
+    front = CQTFrontEnd(p)
+    budget = int(p.batch_seconds * p.sample_rate)
+    failures: list[str] = []
+    bar = tqdm(total=len(todo), unit="rec", desc="extract", disable=not progress, dynamic_ncols=True)
+    # decode lazily, one budget-sized batch at a time (bounded memory)
+    for group in batches_by_duration([_samples_hint(a, p.sample_rate) for _, a, _ in todo], budget):
+        audios, ok = [], []
+        for i in group:
+            rid, audio, _ = todo[i]
+            try:
+                audios.append(load_audio(audio, p.sample_rate))
+                ok.append(i)
+            except AudioDecodeError as err:
+                failures.append(f"recording {rid}: {err}")
+        for i, feats in zip(ok, extract_cqt(audios, front, device) if audios else []):
+            rid, _, sha = todo[i]
+            name = _safe_name(rid)
+            _save_array(out_dir / name, feats.astype(p.store_dtype))
+            rows[rid] = {"recording_id": rid, "feature_file": name, "n_frames": len(feats),
+                         "audio_sha1": sha, "features_hash": fhash}
+        _write_index(out_dir, rows)
+        bar.update(len(group))
+    bar.close()
+    if failures:
+        raise ExtractionError(
+            f"{len(failures)} recording(s) could not be extracted; the other "
+            f"{len(rows)} are saved in {out_dir}. Fix or remove these rows and run again "
+            "(finished recordings are not recomputed):\n  " + "\n  ".join(failures))
+    return read_index(out_dir)
+
+
+def _samples_hint(path: Path, sample_rate: int) -> int:
+    """Decoded length from the file header (for batching); never fails."""
+    try:
+        return int(audio_duration(path) * sample_rate)
+    except AudioDecodeError:
+        return sample_rate  # unreadable: decoding it will report the error
+
+
+def load_features(out_dir: str | Path, recording_ids: Sequence[str],
+                  index: pd.DataFrame | None = None) -> list[np.ndarray]:
+    """Memory-mapped features ``(frames, bins)`` of the given recordings, in that order."""
+    out_dir = Path(out_dir)
+    index = read_index(out_dir) if index is None else index
+    files = dict(zip(index["recording_id"], index["feature_file"]))
+    missing = [r for r in recording_ids if r not in files]
+    if missing:
+        raise KeyError(f"no features for {len(missing)} recording(s) in {out_dir} "
+                       f"(first: {missing[:3]}); run the extract stage")
+    return [np.load(out_dir / files[r], mmap_mode="r") for r in recording_ids]
