@@ -78,6 +78,7 @@ class TrainParams:
     lr_decay_steps: int
     max_steps: int
     checkpoint_every: int
+    log_every: int
     seed: int
     amp: bool
     device: str

@@ -1,0 +1,53 @@
+"""Figures for reports and MLflow: the training loss curve and per-set metrics."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+import pandas as pd
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+LOSS_TERMS = ("total", "focal", "center", "triplet")
+METRICS = ("mAP", "HR1", "P10")
+
+
+def plot_loss(history: Sequence[Mapping[str, float]], path: str | Path, title: str = "training loss") -> Path:
+    """Loss terms against step (log scale), smoothed over a short window."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps = range(1, len(history) + 1)
+    window = max(1, len(history) // 50)
+    for term in LOSS_TERMS:
+        values = pd.Series([h[term] for h in history])
+        ax.plot(steps, values.rolling(window, min_periods=1).mean(), label=term)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_metrics(metrics: Mapping[str, Mapping[str, Mapping[str, float]]], path: str | Path) -> Path:
+    """Grouped bars: for each metric and test set, one bar per model."""
+    models = list(metrics)
+    sets = list(next(iter(metrics.values())))
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.6), sharey=True)
+    width = 0.8 / len(models)
+    for ax, metric in zip(axes, METRICS):
+        for k, model in enumerate(models):
+            values = [metrics[model][s][metric] for s in sets]
+            ax.bar([i + k * width for i in range(len(sets))], values, width, label=model)
+        ax.set_xticks([i + width * (len(models) - 1) / 2 for i in range(len(sets))], sets)
+        ax.set_title(metric)
+        ax.set_ylim(0, 1)
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,47 @@
+"""Paths and parameter loading shared by the stage entry points."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from coverhunter.params import Params, from_dict
+
+PARAMS = Path("params.yaml")
+ARTIFACTS = Path("artifacts")
+VALIDATED = ARTIFACTS / "validated" / "manifest.parquet"   # validate → everything after it
+FEATURES = ARTIFACTS / "features"                          # extract (per recording + index)
+MODELS = ARTIFACTS / "models"                              # train stages: final models
+WORK = ARTIFACTS / "work"                                  # resumable checkpoints (scratch)
+REPORTS = Path("reports")
+PLOTS = REPORTS / "plots"
+
+
+def load(params_path: str | Path = PARAMS) -> tuple[Params, dict[str, Any]]:
+    """The typed params and the raw mapping (for logging and for sections other stages own)."""
+    raw = yaml.safe_load(Path(params_path).read_text())
+    try:
+        return from_dict(raw), raw
+    except ValueError as err:
+        raise ValueError(f"{params_path}: {err}") from None
+
+
+def fingerprint(*parts: Any) -> str:
+    """Stable short hash of JSON-serialisable parts."""
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def validated_manifest() -> pd.DataFrame:
+    if not VALIDATED.exists():
+        raise FileNotFoundError(f"{VALIDATED} is missing: run the validate stage first (dvc repro validate)")
+    return pd.read_parquet(VALIDATED)
+
+
+def write_json(path: Path, data: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return path

@@ -1,0 +1,86 @@
+"""DVC stage `evaluate` [II-D inference, III-A]: every test set (and val), leave-one-out,
+45 s non-overlapping chunks, closest-chunk-pair distance; mAP, MR1, HR1, P10.
+
+Scores the trained model(s) and, as a reference, an untrained network of the same shape.
+Writes `reports/metrics.json` ({model: {set: metrics}}) and `reports/plots/metrics.png`,
+logs both to MLflow, registers the final model as `coverhunter` and gives it the alias
+`champion` only if its mAP on `data.main_test_set` beats the current champion's.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from coverhunter import registry, tracking
+from coverhunter.evaluation import EvalSet, evaluate_sets
+from coverhunter.extract import load_features, read_index
+from coverhunter.model import CoverHunterNet
+from coverhunter.params import Params
+from coverhunter.plots import plot_metrics
+from coverhunter.train import load_model, resolve_device, seed_everything
+
+from stages.common import FEATURES, MODELS, PARAMS, PLOTS, REPORTS, load, validated_manifest, write_json
+
+SECTIONS = ("features", "model", "evaluate", "data")
+METRICS_JSON = REPORTS / "metrics.json"
+
+
+def eval_sets(df: pd.DataFrame, p: Params, features_dir: Path = FEATURES) -> list[EvalSet]:
+    """The val split and each test set present in the manifest, in params order."""
+    index = read_index(features_dir)
+    sets = []
+    for name in [p.data.val_split, *p.data.test_sets]:
+        rows = df[df["split"] == name].sort_values("recording_id")
+        if len(rows):
+            ids = rows["recording_id"].tolist()
+            sets.append(EvalSet(name, ids, rows["work_id"].tolist(), load_features(features_dir, ids, index)))
+    if not sets:
+        raise ValueError(f"the manifest has no rows in {[p.data.val_split, *p.data.test_sets]}: nothing to evaluate")
+    return sets
+
+
+def untrained(p: Params) -> CoverHunterNet:
+    seed_everything(p.train.seed)
+    return CoverHunterNet(p.features.n_bins, p.model, n_classes=0).eval()
+
+
+def flatten(metrics: dict) -> dict[str, float]:
+    """{model: {set: {metric: v}}} → {"model.set.metric": v} for MLflow."""
+    return {f"{m}.{s}.{k}": float(v) for m, sets in metrics.items()
+            for s, values in sets.items() for k, v in values.items()}
+
+
+def run(params_path: str | Path = PARAMS, models: tuple[str, ...] = ("coarse",)) -> dict:
+    p, raw = load(params_path)
+    sets = eval_sets(validated_manifest(), p)
+    device = resolve_device(p.train.device)
+    candidates = {"untrained": untrained(p)} | {m: load_model(MODELS / m / "model.pt") for m in models}
+    metrics = {name: evaluate_sets(net, sets, p.evaluate, p.features.frame_rate, device)
+               for name, net in candidates.items()}
+    write_json(METRICS_JSON, metrics)
+    PLOTS.mkdir(parents=True, exist_ok=True)
+    png = plot_metrics(metrics, PLOTS / "metrics.png")
+
+    final = models[-1]
+    main_map = metrics[final][p.data.main_test_set]["mAP"]
+    tracking.configure(Path.cwd())
+    with tracking.stage_run("evaluate", tracking.pipeline_key(raw), {s: raw[s] for s in SECTIONS},
+                            tags={"registered_model": final}):
+        tracking.log_metrics(flatten(metrics))
+        tracking.log_artifacts([METRICS_JSON, png])
+        uri = registry.log_model(MODELS / final / "model.pt", p.features.n_bins, p.model.embedding_dim)
+        decision = registry.register_and_promote(uri, f"{p.data.main_test_set}.mAP", main_map)
+    return {"metrics": metrics, "registered": decision}
+
+
+def main() -> None:
+    argparse.ArgumentParser(description=__doc__).parse_args()
+    out = run()
+    print(pd.DataFrame(flatten(out["metrics"]), index=["value"]).T.to_string())
+    print(out["registered"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""DVC stage `extract`: log-CQT features of every validated recording (incremental)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from coverhunter.extract import extract_catalogue
+from coverhunter.train import resolve_device
+
+from stages.common import FEATURES, PARAMS, load, validated_manifest
+
+
+def run(params_path: str | Path = PARAMS, out_dir: Path = FEATURES, progress: bool = True) -> dict:
+    p, _ = load(params_path)
+    df = validated_manifest()
+    index = extract_catalogue(df["recording_id"].tolist(), df["audio_file"].tolist(), out_dir,
+                              p.features, resolve_device(p.train.device), progress)
+    return {"recordings": len(index), "frames": int(index["n_frames"].sum())}
+
+
+def main() -> None:
+    argparse.ArgumentParser(description=__doc__).parse_args()
+    print(run())
+
+
+if __name__ == "__main__":
+    main()
