@@ -9,8 +9,10 @@ logs both to MLflow, registers the final model as `coverhunter` and gives it the
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 
 from coverhunter import registry, tracking
@@ -66,13 +68,16 @@ def run(params_path: str | Path = PARAMS, models: tuple[str, ...] = ("coarse",))
     final = models[-1]
     main_map = metrics[final][p.data.main_test_set]["mAP"]
     tracking.configure(Path.cwd())
-    with tracking.stage_run("evaluate", tracking.pipeline_key(raw), {s: raw[s] for s in SECTIONS},
+    key = tracking.pipeline_key(raw)
+    with tracking.stage_run("evaluate", key, {s: raw[s] for s in SECTIONS},
                             tags={"registered_model": final}):
-        tracking.log_metrics(flatten(metrics))
-        tracking.log_artifacts([METRICS_JSON, png])
+        mlflow.log_metrics(flatten(metrics))
+        mlflow.log_artifact(str(METRICS_JSON))
+        mlflow.log_artifact(str(png))
         uri = registry.log_model(MODELS / final / "model.pt", p.features.n_bins, p.model.embedding_dim)
         decision = registry.register_and_promote(uri, f"{p.data.main_test_set}.mAP", main_map)
-    return {"metrics": metrics, "registered": decision}
+    tracking.end_parent_run(key)   # evaluate is the last stage of a pipeline run
+    return {"metrics": metrics, "registered": dataclasses.asdict(decision)}
 
 
 def main() -> None:

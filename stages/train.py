@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import torch
@@ -74,11 +75,12 @@ def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool =
         png = plot_loss(result.history, PLOTS / f"{name}_loss.png", f"{name} model: training loss")
         out = save_model(result.checkpoint, MODELS / name / "model.pt",
                          {"works": works, "fingerprint": key})
-        tracking.log_artifacts([csv, png])
+        mlflow.log_artifact(str(csv))
+        mlflow.log_artifact(str(png))
         summary = {"model": str(out), "steps": result.steps, "works": len(works),
                    "recordings": len(df), "chunks": len(ds),
                    "final_loss": float(history["total"].tail(20).mean())}
-        tracking.log_metrics({"train_chunks": len(ds), "final_loss": summary["final_loss"]})
+        mlflow.log_metrics({"train_chunks": len(ds), "final_loss": summary["final_loss"]})
     return summary
 
 

@@ -1,0 +1,246 @@
+"""The trained model in MLflow: a pyfunc wrapper, logging, registration and promotion.
+
+The registered model (default name ``coverhunter``) carries two aliases:
+
+- ``champion``: the version served; it moves to a new version only when the new
+  version's metric beats the champion's by more than ``margin``;
+- ``challenger``: the latest version that did not beat the champion.
+
+Tags set on every registered version (the champion's value is read back from them):
+
+| tag | value |
+|---|---|
+| ``<metric_name>`` (e.g. ``map_test``) | the version's metric, ``repr(float)`` |
+| ``promotion.metric`` | ``metric_name`` |
+| ``promotion.higher_is_better`` | ``True`` / ``False`` |
+| ``promotion.margin`` | the margin used |
+| ``promotion.decision`` | ``champion`` or ``challenger`` |
+| ``promotion.previous_champion_version`` | the champion before this decision, or ``none`` |
+| ``promotion.previous_champion_value`` | its metric, or ``none`` |
+| ``promotion.reason`` | one sentence |
+
+A champion without the ``<metric_name>`` tag (set by hand, or registered for another
+metric) is never replaced automatically: the new version becomes challenger.
+Concurrent promotions of one model are not serialised (the pipeline promotes once per run).
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from coverhunter import tracking  # noqa: F401  (telemetry switches before mlflow loads)
+
+import mlflow  # noqa: E402
+import mlflow.pyfunc  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+from mlflow.models import ModelSignature  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec  # noqa: E402
+
+DEFAULT_NAME = "coverhunter"
+CHAMPION, CHALLENGER = "champion", "challenger"
+CHECKPOINT_ARTIFACT = "checkpoint"
+REQUIREMENTS = ("torch", "nnAudio", "numpy", "mlflow", "coverhunter")
+EXAMPLE_FRAMES = 64   # the input example: (1, 64, n_bins), 2.6 s at 25 frames/s
+
+
+class CoverHunterPyfunc(mlflow.pyfunc.PythonModel):
+    """Serves a CoverHunter checkpoint: log-CQT ``(batch, frames, bins)`` float32 →
+    L2-normalised embeddings ``(batch, embedding_dim)`` float32.
+
+    Nothing is pickled: the logged model stores a three-line script that builds this
+    wrapper ("models from code"), and ``load_context`` rebuilds the network from the
+    checkpoint artifact with ``coverhunter.train.load_model``
+    (``torch.load(weights_only=True)``).
+    ``params={"lengths": [...]}`` gives each item's valid frames (default: all frames).
+    ``model_config`` at load time: ``device`` (default ``cpu``), ``batch_size`` (64)."""
+
+    def load_context(self, context) -> None:
+        import torch
+
+        from coverhunter.train import load_model
+
+        config = dict(context.model_config or {})
+        self._device = torch.device(config.get("device", "cpu"))
+        self._batch = int(config.get("batch_size", 64))
+        self._model = load_model(context.artifacts[CHECKPOINT_ARTIFACT]).to(self._device)
+
+    def __getstate__(self) -> dict:
+        return {}   # never pickle a loaded network
+
+    # The np.ndarray hint tells MLflow to take the input as it comes (the signature checks it).
+    def predict(self, context, model_input: np.ndarray,
+                params: dict | None = None) -> np.ndarray:
+        import torch
+
+        if isinstance(model_input, dict) and len(model_input) == 1:   # a named tensor
+            model_input = next(iter(model_input.values()))
+        x = np.asarray(model_input, dtype=np.float32)
+        if x.ndim != 3:
+            raise ValueError(f"expected (batch, frames, bins), got shape {x.shape}")
+        lengths = (params or {}).get("lengths")
+        if lengths is not None and len(lengths) == 0:   # the signature's default: all frames
+            lengths = None
+        if lengths is not None and len(lengths) != len(x):
+            raise ValueError(f"{len(lengths)} lengths for a batch of {len(x)}")
+        out = []
+        for start in range(0, len(x), self._batch):
+            xb = torch.from_numpy(x[start:start + self._batch]).to(self._device)
+            lb = None if lengths is None else torch.as_tensor(
+                lengths[start:start + self._batch], dtype=torch.long, device=self._device)
+            out.append(self._model.embed(xb, lb).cpu().numpy())
+        if not out:
+            return np.zeros((0, self._model.bottleneck.out_features), dtype=np.float32)
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+
+# "Models from code": MLflow stores this script and runs it to rebuild the wrapper, so
+# nothing is pickled (a pickled PythonModel is what MLflow warns about).
+_MODEL_CODE = """\
+import mlflow
+from coverhunter.registry import CoverHunterPyfunc
+
+mlflow.models.set_model(CoverHunterPyfunc())
+"""
+
+
+def pinned_requirements() -> list[str]:
+    """``name==version`` of the installed torch, nnAudio, numpy, mlflow and coverhunter.
+    A local label (``2.13.0+cpu``) is dropped: ``torch==2.13.0`` still matches the
+    installed build (PEP 440) and also admits the CUDA build on a GPU server."""
+    return [f"{name}=={metadata.version(name).split('+')[0]}" for name in REQUIREMENTS]
+
+
+def model_signature(n_bins: int, embedding_dim: int) -> ModelSignature:
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, n_bins))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, embedding_dim))]),
+        params=ParamSchema([ParamSpec("lengths", "long", [], (-1,))]))
+
+
+def log_model(checkpoint_path: str | Path, n_bins: int, embedding_dim: int,
+              name: str = "model", input_example: bool = True) -> str:
+    """Log the checkpoint as a pyfunc model (linked to the active run, if any); returns
+    its ``models:/<model_id>`` URI.
+
+    The artifact is a slim copy of the checkpoint (``config`` and ``model`` only: no
+    optimiser or RNG state). Requirements are pinned (``pinned_requirements``), never
+    inferred. With ``input_example`` MLflow stores a ``(1, 64, n_bins)`` example and
+    checks it against the model once while logging."""
+    import torch
+
+    from coverhunter.train import load_checkpoint
+
+    state = load_checkpoint(Path(checkpoint_path))
+    if state["config"]["n_bins"] != n_bins:
+        raise ValueError(f"checkpoint has n_bins={state['config']['n_bins']}, not {n_bins}")
+    if state["config"]["model"]["embedding_dim"] != embedding_dim:
+        raise ValueError(f"checkpoint has embedding_dim="
+                         f"{state['config']['model']['embedding_dim']}, not {embedding_dim}")
+    tmp = Path(tempfile.mkdtemp(prefix="coverhunter-model-"))
+    try:
+        slim = tmp / "checkpoint.pt"
+        torch.save({"config": state["config"], "model": state["model"]}, slim)
+        example = (np.full((1, EXAMPLE_FRAMES, n_bins), -40.0, dtype=np.float32)
+                   if input_example else None)
+        code = tmp / "coverhunter_model.py"
+        code.write_text(_MODEL_CODE)
+        info = mlflow.pyfunc.log_model(
+            name=name, python_model=str(code),
+            artifacts={CHECKPOINT_ARTIFACT: str(slim)},
+            signature=model_signature(n_bins, embedding_dim),
+            input_example=example, pip_requirements=pinned_requirements())
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return info.model_uri
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    version: str                      # the newly registered version
+    alias: str                        # "champion" or "challenger"
+    metric_name: str
+    value: float
+    previous_champion_version: str | None
+    previous_champion_value: float | None
+    reason: str
+
+    @property
+    def promoted(self) -> bool:
+        return self.alias == CHAMPION
+
+
+def _champion(client: MlflowClient, name: str):
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def _decide(value: float, champion_value: float | None, champion_version: str | None,
+            metric_name: str, higher_is_better: bool, margin: float) -> tuple[str, str]:
+    if not math.isfinite(value):
+        return CHALLENGER, f"{metric_name}={value} is not finite"
+    if champion_version is None:
+        return CHAMPION, "no champion yet"
+    if champion_value is None:
+        return CHALLENGER, (f"champion v{champion_version} has no {metric_name!r} tag: "
+                            "not replaced automatically")
+    gain = value - champion_value if higher_is_better else champion_value - value
+    better = "higher" if higher_is_better else "lower"
+    if gain > margin:
+        return CHAMPION, (f"{metric_name} {value:.6g} beats champion v{champion_version} "
+                          f"({champion_value:.6g}) by {gain:.6g} > margin {margin:g} "
+                          f"({better} is better)")
+    return CHALLENGER, (f"{metric_name} {value:.6g} does not beat champion v{champion_version} "
+                        f"({champion_value:.6g}) by more than margin {margin:g} "
+                        f"(gain {gain:.6g}, {better} is better)")
+
+
+def register_and_promote(model_uri: str, metric_name: str, metric_value: float,
+                         name: str = DEFAULT_NAME, higher_is_better: bool = True,
+                         margin: float = 0.0) -> PromotionDecision:
+    """Register ``model_uri`` as a new version of ``name`` and alias it ``champion`` when
+    ``metric_value`` improves on the champion's tagged value by strictly more than
+    ``margin`` (or when there is no champion), else ``challenger``. The decision is
+    recorded as version tags (module docstring)."""
+    if margin < 0:
+        raise ValueError("margin must be >= 0")
+    value = float(metric_value)
+    client = MlflowClient()
+    mv = mlflow.register_model(model_uri, name, tags={
+        metric_name: repr(value), "promotion.metric": metric_name,
+        "promotion.higher_is_better": str(bool(higher_is_better)),
+        "promotion.margin": repr(float(margin))})
+    version = str(mv.version)
+    champ = _champion(client, name)
+    champ_version = str(champ.version) if champ is not None else None
+    champ_value = None
+    if champ is not None and metric_name in champ.tags:
+        try:
+            champ_value = float(champ.tags[metric_name])
+        except ValueError:
+            champ_value = None
+    alias, reason = _decide(value, champ_value, champ_version, metric_name,
+                            higher_is_better, margin)
+    client.set_registered_model_alias(name, alias, version)
+    for key, tag in {"promotion.decision": alias,
+                     "promotion.previous_champion_version": champ_version or "none",
+                     "promotion.previous_champion_value":
+                         "none" if champ_value is None else repr(champ_value),
+                     "promotion.reason": reason}.items():
+        client.set_model_version_tag(name, version, key, tag)
+    return PromotionDecision(version, alias, metric_name, value, champ_version,
+                             champ_value, reason)
+
+
+def load_champion(name: str = DEFAULT_NAME, model_config: dict | None = None):
+    """The pyfunc model at ``models:/<name>@champion``."""
+    return mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}", model_config=model_config)
+
