@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,11 @@ from coverhunter.params import Params, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# quiet, offline runs (shared/STACK.md); a Prefect home of this test session's own
 for key, value in {"DO_NOT_TRACK": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
-                   "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1"}.items():
+                   "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1",
+                   "PREFECT_LOGGING_LEVEL": "WARNING",
+                   "PREFECT_HOME": tempfile.mkdtemp(prefix="prefect-home-")}.items():
     os.environ.setdefault(key, value)
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 

@@ -1,0 +1,126 @@
+"""End to end on the tiny demo catalogue, in temporary copies of the repository: real
+`dvc repro` (twice: the second is a no-op), a changed train parameter re-running only
+train and evaluate, and the Prefect flow in-process."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+COPY = ["coverhunter", "stages", "flows", "dvc.yaml", ".dvcignore", ".dvc/config", ".gitignore",
+        "pyproject.toml"]
+
+TINY = {
+    "model": {"d_model": 32, "ff_dim": 64, "n_heads": 2, "n_blocks": 2, "conv_kernel": 7,
+              "subsample_channels": 8, "pool_dim": 32, "pool_hidden": 16, "embedding_dim": 16},
+    "train": {"max_steps": 30, "checkpoint_every": 10, "works_per_batch": 4, "versions_per_work": 2,
+              "log_every": 5, "device": "cpu"},
+    "evaluate": {"chunk_s": 15.0, "hop_s": 15.0, "batch_chunks": 8},
+}
+
+
+def tiny_params() -> dict:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in TINY.items():
+        raw[section].update(values)
+    raw["demo"]["size"] = "tiny"
+    return raw
+
+
+def make_copy(dest: Path) -> Path:
+    for name in COPY:
+        src = ROOT / name
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, target)
+    (dest / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
+    subprocess.run([*git, "commit", "-qm", "tiny"], cwd=dest, check=True)
+    return dest
+
+
+def env() -> dict:
+    e = dict(os.environ)
+    e["PATH"] = f"{BIN}{os.pathsep}{e['PATH']}"
+    e.pop("MLFLOW_TRACKING_URI", None)
+    e.pop("COVERHUNTER_PIPELINE_RUN", None)
+    return e
+
+
+def dvc(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    out = subprocess.run([str(BIN / "dvc"), *args], cwd=repo, env=env(), text=True,
+                         capture_output=True, timeout=900)
+    assert out.returncode == 0, f"dvc {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}"
+    return out
+
+
+def stages_run(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+
+
+@pytest.fixture(scope="module")
+def repro(tmp_path_factory):
+    repo = make_copy(tmp_path_factory.mktemp("tiny-dvc"))
+    first = dvc(repo, "repro")
+    return repo, first
+
+
+def test_repro_runs_every_stage_and_writes_metrics(repro):
+    repo, first = repro
+    assert stages_run(first.stdout) == {"demo", "validate", "extract", "train_coarse", "evaluate"}
+    metrics = yaml.safe_load((repo / "reports" / "metrics.json").read_text())
+    for model in ("untrained", "coarse"):
+        for test_set in ("test", "test_variants"):
+            assert {"mAP", "MR1", "HR1", "P10"} <= set(metrics[model][test_set])
+    assert (repo / "reports" / "plots" / "metrics.png").stat().st_size > 0
+    assert (repo / "reports" / "validation.md").exists()
+
+
+def test_registry_has_a_champion(repro):
+    repo, _ = repro
+    from mlflow import MlflowClient
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    champion = client.get_model_version_by_alias("coverhunter", "champion")
+    assert str(champion.version) == "1"
+
+
+def test_second_repro_is_a_noop(repro):
+    repo, _ = repro
+    second = dvc(repo, "repro")
+    assert stages_run(second.stdout) == set(), second.stdout
+
+
+def test_changed_train_parameter_reruns_only_train_and_evaluate(repro):
+    repo, _ = repro
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"]["lr"] = 0.0005
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = dvc(repo, "repro")
+    assert stages_run(out.stdout) == {"train_coarse", "evaluate"}, out.stdout
+
+
+def test_prefect_flow_runs_in_process(tmp_path, monkeypatch):
+    repo = make_copy(tmp_path / "tiny-flow")
+    monkeypatch.chdir(repo)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    from flows.pipeline import pipeline
+    state = pipeline(str(repo / "params.yaml"), return_state=True)
+    assert state.is_completed()
+    result = state.result()
+    assert set(result["metrics"]) == {"untrained", "coarse"}
+    assert result["metrics"]["coarse"]["test"]["n_queries"] > 0
+    assert (repo / "reports" / "metrics.json").exists()
