@@ -90,6 +90,7 @@ class EvalParams:
     chunk_s: float
     hop_s: float
     batch_chunks: int
+    min_duration_s: float
 
 
 @dataclass(frozen=True)

@@ -244,3 +244,13 @@ def load_champion(name: str = DEFAULT_NAME, model_config: dict | None = None):
     """The pyfunc model at ``models:/<name>@champion``."""
     return mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}", model_config=model_config)
 
+
+
+def download_checkpoint(model_uri: str, dst: str | Path) -> Path:
+    """The checkpoint file inside a logged model (e.g. ``models:/coverhunter@champion``),
+    downloaded under ``dst``; load it with :func:`coverhunter.train.load_model`."""
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst)))
+    found = sorted(local.rglob("checkpoint.pt"))
+    if not found:
+        raise FileNotFoundError(f"{model_uri}: the logged model holds no checkpoint.pt")
+    return found[0]

@@ -104,6 +104,23 @@ def test_second_repro_is_a_noop(repro):
     assert stages_run(second.stdout) == set(), second.stdout
 
 
+def test_score_reproduces_evaluate_on_the_same_manifest(repro):
+    """Scoring the registry's champion (the model just evaluated) on the pipeline's own
+    manifest must give the evaluate stage's numbers: same model, data and settings."""
+    repo, _ = repro
+    out = subprocess.run([str(BIN / "python"), "-m", "stages.score", "--manifest",
+                          "data/demo/manifest.csv", "--out", "reports/score"],
+                         cwd=repo, env=env(), text=True, capture_output=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    scored = yaml.safe_load((repo / "reports" / "score" / "metrics.json").read_text())["champion"]
+    evaluated = yaml.safe_load((repo / "reports" / "metrics.json").read_text())["coarse"]
+    assert set(scored) == {"val", "test", "test_variants"} & set(evaluated)
+    for name, m in scored.items():
+        for key in ("mAP", "MR1", "HR1", "P10", "n_queries"):
+            assert m[key] == pytest.approx(evaluated[name][key]), (name, key)
+    assert "| champion | test |" in out.stdout
+
+
 def test_changed_train_parameter_reruns_only_train_and_evaluate(repro):
     repo, _ = repro
     params = yaml.safe_load((repo / "params.yaml").read_text())

@@ -1,0 +1,70 @@
+"""The embedded demo catalogue: real corpus tunes rendered offline as cover versions.
+
+No cover-song audio can be downloaded here (shared/STACK.md), so the demo catalogue is
+made from the folk-tune collections in the music21 corpus. Each *work* is one tune. Its
+*versions* differ the way covers do:
+
+- instrument: a different General MIDI program for each version of a work;
+- key (``transpose`` semitones) and tempo (``tempo`` × the score's tempo, at MIDI level);
+- structure: the tune is played as many times (*passes*) as the version's length needs,
+  as folk musicians do; one section of one pass may be cut or played twice; an unrelated
+  tune may be added as an intro or an outro. The intro length is recorded, to the sample,
+  for the alignment stage;
+- recording: room reverb, added coloured noise at a random SNR, and loudness.
+
+*Natural variants*: where the corpus holds genuinely different settings of one tune (the
+same tune in two or three books, or the variant sets of the Essen collection), those
+settings are the versions of one work. These works form their own split
+(``variants_split``, ``test_variants`` by default); their tunes never appear in any other
+split. The groups in :data:`NATURAL_VARIANTS` were checked by melody (see the notes there).
+
+The Bach chorales are never used (they are held for an independent evaluation).
+
+Public entry points: :class:`DemoParams`, :func:`demo_params` (reads the ``demo:`` section
+of ``params.yaml``) and :func:`build_catalogue` (writes ``<out>/audio/*.flac`` and
+``<out>/manifest.csv``, and returns the manifest). Run it by hand with
+``python -m coverhunter.demo [--size tiny] [--out DIR]``.
+
+Everything is deterministic: the same parameters (and code) give a byte-identical
+manifest. A version whose FLAC exists and carries the same recipe hash (in the FLAC's
+comment tag) is not rendered again, so an interrupted build resumes where it stopped.
+
+The modules, one concept each:
+
+- :mod:`~coverhunter.demo.params`: :class:`DemoParams`, :func:`demo_params`;
+- :mod:`~coverhunter.demo.corpus`: the corpus index, the natural-variant groups;
+- :mod:`~coverhunter.demo.tune`: :class:`Tune`, one pass of a tune as notes;
+- :mod:`~coverhunter.demo.parse`: a corpus score parsed into a :class:`Tune`;
+- :mod:`~coverhunter.demo.similarity`: melody and title matching (the dedupe);
+- :mod:`~coverhunter.demo.arrange`: sections, passes, cuts and repeats;
+- :mod:`~coverhunter.demo.midi`: notes as MIDI bytes for the synthesiser;
+- :mod:`~coverhunter.demo.recipe`: :class:`Recipe` and its hash (the render-cache key);
+- :mod:`~coverhunter.demo.seeds`: the build's random streams;
+- :mod:`~coverhunter.demo.plan`: the random draws of a work's versions;
+- :mod:`~coverhunter.demo.synth`: a recipe rendered to audio;
+- :mod:`~coverhunter.demo.splits`: which ordinary works go to which split;
+- :mod:`~coverhunter.demo.selection`: which corpus tunes become works and fillers;
+- :mod:`~coverhunter.demo.runner`, :mod:`~coverhunter.demo.tune_store`,
+  :mod:`~coverhunter.demo.render_cache`: the parallel runner and the two caches;
+- :mod:`~coverhunter.demo.catalogue`: :func:`build_catalogue`, the manifest;
+- ``__main__``: the command line.
+"""
+from __future__ import annotations
+
+from coverhunter.demo.arrange import arrange, section_bounds
+from coverhunter.demo.catalogue import MANIFEST_COLUMNS, build_catalogue
+from coverhunter.demo.corpus import NATURAL_VARIANTS, clean_title, corpus_index
+from coverhunter.demo.midi import notes_to_midi
+from coverhunter.demo.params import DemoParams, demo_params
+from coverhunter.demo.parse import load_tune
+from coverhunter.demo.recipe import Recipe
+from coverhunter.demo.similarity import melody_similarity, normalise_title
+from coverhunter.demo.synth import assemble, render_parts, render_version
+from coverhunter.demo.tune import Tune
+
+__all__ = [
+    "MANIFEST_COLUMNS", "NATURAL_VARIANTS", "DemoParams", "Recipe", "Tune", "arrange",
+    "assemble", "build_catalogue", "clean_title", "corpus_index", "demo_params", "load_tune",
+    "melody_similarity", "normalise_title", "notes_to_midi", "render_parts",
+    "render_version", "section_bounds",
+]

@@ -1,0 +1,89 @@
+"""Score a trained or registered model on any manifest, without retraining.
+
+    python -m stages.score --manifest other/manifest.csv [--model champion | PATH | models:/...]
+
+The manifest is validated with the same suite as the pipeline's (bad rows are named and
+stop the run). Features are extracted into a cache shared by scoring runs. Every split
+other than `data.train_split` is scored as a test set, leave-one-out, with the pipeline's
+inference settings. Writes `<out>/metrics.json`, `<out>/validation.{json,md}` and a plot,
+and logs them to MLflow as a `score` run.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import mlflow
+
+from coverhunter import registry, tracking
+from coverhunter.evaluation import EvalSet, evaluate_sets
+from coverhunter.extract import extract_catalogue, load_features
+from coverhunter.manifest import read_manifest
+from coverhunter.plots import plot_metrics
+from coverhunter.report import metrics_table
+from coverhunter.train import load_model, resolve_device
+from coverhunter.validation import raise_for_failures, validate_manifest
+
+from stages.common import ARTIFACTS, PARAMS, REPORTS, fingerprint, load, write_json
+
+SCORE_FEATURES = ARTIFACTS / "score_features"
+
+
+def resolve_model(model: str, workdir: Path):
+    """A checkpoint path, ``champion`` (the registry's champion) or any ``models:/`` URI."""
+    if Path(model).is_file():
+        return load_model(model)
+    uri = f"models:/{registry.DEFAULT_NAME}@champion" if model == "champion" else model
+    if not uri.startswith("models:/"):
+        raise FileNotFoundError(f"--model {model}: not a file, 'champion' or a models:/ URI")
+    return load_model(registry.download_checkpoint(uri, workdir))
+
+
+def run(manifest: str | Path, model: str = "champion", out: str | Path = REPORTS / "score",
+        params_path: str | Path = PARAMS, progress: bool = True) -> dict:
+    p, raw = load(params_path)
+    out = Path(out)
+    splits = sorted(set(read_manifest(manifest)["split"].dropna()) - {p.data.train_split})
+    result = validate_manifest(manifest, [p.data.train_split, *splits], p.data.train_split, splits,
+                               min_duration_s=p.evaluate.min_duration_s, report_dir=out,
+                               progress=progress)
+    raise_for_failures(result)
+    df = result.manifest
+    device = resolve_device(p.train.device)
+    extract_catalogue(df["recording_id"].tolist(), df["audio_file"].tolist(), SCORE_FEATURES,
+                      p.features, device, progress)
+    tracking.configure(Path.cwd())
+    with tempfile.TemporaryDirectory() as tmp:
+        net = resolve_model(model, Path(tmp))
+    sets = []
+    for name in splits:
+        rows = df[df["split"] == name].sort_values("recording_id")
+        ids = rows["recording_id"].tolist()
+        sets.append(EvalSet(name, ids, rows["work_id"].tolist(), load_features(SCORE_FEATURES, ids)))
+    metrics = {model: evaluate_sets(net, sets, p.evaluate, p.features.frame_rate, device)}
+    write_json(out / "metrics.json", metrics)
+    png = plot_metrics(metrics, out / "metrics.png")
+    key = f"score-{fingerprint(str(Path(manifest).resolve()), model)}"
+    with tracking.stage_run("score", key, {s: raw[s] for s in ("features", "evaluate")},
+                            tags={"manifest": str(Path(manifest).resolve()), "model": model}):
+        mlflow.log_metrics({f"{s}.{k}": float(v) for s, m in metrics[model].items() for k, v in m.items()})
+        for f in (out / "metrics.json", png, result.report_md):
+            mlflow.log_artifact(str(f))
+    tracking.end_parent_run(key)
+    return metrics
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--manifest", required=True, help="CSV: recording_id, work_id, audio_path, split")
+    ap.add_argument("--model", default="champion",
+                    help="'champion' (default), a models:/ URI, or a checkpoint path")
+    ap.add_argument("--out", default=str(REPORTS / "score"), help="folder for metrics and reports")
+    ap.add_argument("--params", default=str(PARAMS))
+    args = ap.parse_args()
+    print(metrics_table(run(args.manifest, args.model, args.out, args.params)))
+
+
+if __name__ == "__main__":
+    main()
