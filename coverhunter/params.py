@@ -79,6 +79,7 @@ class TrainParams:
     max_steps: int
     checkpoint_every: int
     log_every: int
+    pitch_roll_bins: int
     seed: int
     amp: bool
     device: str

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from coverhunter.augment import random_pitch_roll
 from coverhunter.data import ChunkDataset, collate
 from coverhunter.losses import CoverHunterLoss
 from coverhunter.model import CoverHunterNet
@@ -115,6 +116,7 @@ def train(model: CoverHunterNet, loss_fn: CoverHunterLoss, dataset: ChunkDataset
     while step < p.max_steps:
         x, lengths, labels = collate([dataset[i] for i in sampler.sample()])
         x, lengths, labels = x.to(device), lengths.to(device), labels.to(device)
+        x = random_pitch_roll(x, p.pitch_roll_bins)          # (B, T, bins), key augmentation
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
             out = model(x, lengths)
         terms = loss_fn(out.pre.float(), out.embedding.float(), out.logits.float(), labels)

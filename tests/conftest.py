@@ -36,5 +36,5 @@ def tiny(params: Params) -> Params:
         subsample_channels=8, pool_dim=32, pool_hidden=16, embedding_dim=16, dropout=0.0)
     train = dataclasses.replace(
         params.train, chunk_s=6.0, hop_s=3.0, works_per_batch=4, versions_per_work=4,
-        max_steps=60, checkpoint_every=20, device="cpu")
+        max_steps=60, checkpoint_every=20, pitch_roll_bins=0, device="cpu")
     return dataclasses.replace(params, model=model, train=train)
