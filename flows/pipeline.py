@@ -17,10 +17,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from coverhunter.report import metrics_table
+from coverhunter import tracking
 from stages import demo, evaluate, extract, train, validate
 from stages.common import PARAMS, load
-
-PIPELINE_KEY_ENV = "COVERHUNTER_PIPELINE_RUN"
 
 
 @flow(name="coverhunter-pipeline", log_prints=True)
@@ -29,8 +28,9 @@ def pipeline(params_path: str = str(PARAMS), build_demo: bool = True, progress: 
     _, raw = load(params_path)
     retries, delay = raw["flow"]["retries"], raw["flow"]["retry_delay_s"]
     # one MLflow parent run per flow run: the stages read this key
-    previous = os.environ.get(PIPELINE_KEY_ENV)
-    os.environ[PIPELINE_KEY_ENV] = f"prefect-{flow_run.get_id() or 'local'}"
+    key = f"prefect-{flow_run.get_id() or 'local'}"
+    previous = os.environ.get(tracking.PIPELINE_ENV)
+    os.environ[tracking.PIPELINE_ENV] = key
     try:
         if build_demo:
             task(demo.run, name="demo")(params_path)
@@ -38,12 +38,16 @@ def pipeline(params_path: str = str(PARAMS), build_demo: bool = True, progress: 
         task(extract.run, name="extract", retries=retries, retry_delay_seconds=delay)(
             params_path, progress=progress)
         task(train.run, name="train_coarse")(params_path, progress=progress)
-        result = task(evaluate.run, name="evaluate")(params_path)
+        result = task(evaluate.run, name="evaluate")(params_path)   # ends the parent run
+    except BaseException:
+        tracking.configure(Path.cwd())
+        tracking.end_parent_run(key, "FAILED")   # this flow run's tree is closed as failed
+        raise
     finally:
         if previous is None:
-            os.environ.pop(PIPELINE_KEY_ENV, None)
+            os.environ.pop(tracking.PIPELINE_ENV, None)
         else:
-            os.environ[PIPELINE_KEY_ENV] = previous
+            os.environ[tracking.PIPELINE_ENV] = previous
     create_markdown_artifact(metrics_table(result["metrics"]), key="coverhunter-metrics",
                              description="retrieval metrics per model and test set")
     return result
