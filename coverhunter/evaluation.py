@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from coverhunter.extract import load_features, read_index
 from coverhunter.inference import embed_recordings
 from coverhunter.metrics import retrieval_metrics, track_distances
 from coverhunter.model import CoverHunterNet
@@ -21,6 +24,22 @@ class EvalSet:
     recording_ids: Sequence[str]
     work_ids: Sequence[str]
     features: Sequence[np.ndarray]
+
+
+def sets_from_manifest(df: pd.DataFrame, names: Sequence[str], features_dir: str | Path) -> list[EvalSet]:
+    """One :class:`EvalSet` per split name present in ``df`` (rows sorted by recording id),
+    with memory-mapped features from ``features_dir``; absent names are skipped."""
+    index = read_index(Path(features_dir))
+    sets = []
+    for name in names:
+        rows = df[df["split"] == name].sort_values("recording_id")
+        if len(rows):
+            ids = rows["recording_id"].tolist()
+            sets.append(EvalSet(name, ids, rows["work_id"].tolist(),
+                                load_features(features_dir, ids, index)))
+    if not sets:
+        raise ValueError(f"the manifest has no rows in {list(names)}: nothing to evaluate")
+    return sets
 
 
 def evaluate_set(model: CoverHunterNet, s: EvalSet, p: EvalParams, frame_rate: float,

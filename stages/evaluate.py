@@ -13,14 +13,13 @@ import dataclasses
 from pathlib import Path
 
 import mlflow
-import pandas as pd
 
 from coverhunter import registry, tracking
-from coverhunter.evaluation import EvalSet, evaluate_sets
-from coverhunter.extract import load_features, read_index
+from coverhunter.evaluation import evaluate_sets, sets_from_manifest
 from coverhunter.model import CoverHunterNet
 from coverhunter.params import Params
 from coverhunter.plots import plot_metrics
+from coverhunter.report import flatten_metrics, metrics_table
 from coverhunter.train import load_model, resolve_device, seed_everything
 
 from stages.common import FEATURES, MODELS, PARAMS, PLOTS, REPORTS, load, validated_manifest, write_json
@@ -29,34 +28,14 @@ SECTIONS = ("features", "model", "evaluate", "data")
 METRICS_JSON = REPORTS / "metrics.json"
 
 
-def eval_sets(df: pd.DataFrame, p: Params, features_dir: Path = FEATURES) -> list[EvalSet]:
-    """The val split and each test set present in the manifest, in params order."""
-    index = read_index(features_dir)
-    sets = []
-    for name in [p.data.val_split, *p.data.test_sets]:
-        rows = df[df["split"] == name].sort_values("recording_id")
-        if len(rows):
-            ids = rows["recording_id"].tolist()
-            sets.append(EvalSet(name, ids, rows["work_id"].tolist(), load_features(features_dir, ids, index)))
-    if not sets:
-        raise ValueError(f"the manifest has no rows in {[p.data.val_split, *p.data.test_sets]}: nothing to evaluate")
-    return sets
-
-
 def untrained(p: Params) -> CoverHunterNet:
     seed_everything(p.train.seed)
     return CoverHunterNet(p.features.n_bins, p.model, n_classes=0).eval()
 
 
-def flatten(metrics: dict) -> dict[str, float]:
-    """{model: {set: {metric: v}}} → {"model.set.metric": v} for MLflow."""
-    return {f"{m}.{s}.{k}": float(v) for m, sets in metrics.items()
-            for s, values in sets.items() for k, v in values.items()}
-
-
 def run(params_path: str | Path = PARAMS, models: tuple[str, ...] = ("coarse",)) -> dict:
     p, raw = load(params_path)
-    sets = eval_sets(validated_manifest(), p)
+    sets = sets_from_manifest(validated_manifest(), [p.data.val_split, *p.data.test_sets], FEATURES)
     device = resolve_device(p.train.device)
     candidates = {"untrained": untrained(p)} | {m: load_model(MODELS / m / "model.pt") for m in models}
     metrics = {name: evaluate_sets(net, sets, p.evaluate, p.features.frame_rate, device)
@@ -71,7 +50,7 @@ def run(params_path: str | Path = PARAMS, models: tuple[str, ...] = ("coarse",))
     key = tracking.pipeline_key(raw)
     with tracking.stage_run("evaluate", key, {s: raw[s] for s in SECTIONS},
                             tags={"registered_model": final}):
-        mlflow.log_metrics(flatten(metrics))
+        mlflow.log_metrics(flatten_metrics(metrics))
         mlflow.log_artifact(str(METRICS_JSON))
         mlflow.log_artifact(str(png))
         uri = registry.log_model(MODELS / final / "model.pt", p.features.n_bins, p.model.embedding_dim)
@@ -83,7 +62,7 @@ def run(params_path: str | Path = PARAMS, models: tuple[str, ...] = ("coarse",))
 def main() -> None:
     argparse.ArgumentParser(description=__doc__).parse_args()
     out = run()
-    print(pd.DataFrame(flatten(out["metrics"]), index=["value"]).T.to_string())
+    print(metrics_table(out["metrics"]))
     print(out["registered"])
 
 

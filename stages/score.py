@@ -17,11 +17,11 @@ from pathlib import Path
 import mlflow
 
 from coverhunter import registry, tracking
-from coverhunter.evaluation import EvalSet, evaluate_sets
-from coverhunter.extract import extract_catalogue, load_features
+from coverhunter.evaluation import evaluate_sets, sets_from_manifest
+from coverhunter.extract import extract_catalogue
 from coverhunter.manifest import read_manifest
 from coverhunter.plots import plot_metrics
-from coverhunter.report import metrics_table
+from coverhunter.report import flatten_metrics, metrics_table
 from coverhunter.train import load_model, resolve_device
 from coverhunter.validation import raise_for_failures, validate_manifest
 
@@ -56,18 +56,14 @@ def run(manifest: str | Path, model: str = "champion", out: str | Path = REPORTS
     tracking.configure(Path.cwd())
     with tempfile.TemporaryDirectory() as tmp:
         net = resolve_model(model, Path(tmp))
-    sets = []
-    for name in splits:
-        rows = df[df["split"] == name].sort_values("recording_id")
-        ids = rows["recording_id"].tolist()
-        sets.append(EvalSet(name, ids, rows["work_id"].tolist(), load_features(SCORE_FEATURES, ids)))
+    sets = sets_from_manifest(df, splits, SCORE_FEATURES)
     metrics = {model: evaluate_sets(net, sets, p.evaluate, p.features.frame_rate, device)}
     write_json(out / "metrics.json", metrics)
     png = plot_metrics(metrics, out / "metrics.png")
     key = f"score-{fingerprint(str(Path(manifest).resolve()), model)}"
     with tracking.stage_run("score", key, {s: raw[s] for s in ("features", "evaluate")},
                             tags={"manifest": str(Path(manifest).resolve()), "model": model}):
-        mlflow.log_metrics({f"{s}.{k}": float(v) for s, m in metrics[model].items() for k, v in m.items()})
+        mlflow.log_metrics(flatten_metrics(metrics))
         for f in (out / "metrics.json", png, result.report_md):
             mlflow.log_artifact(str(f))
     tracking.end_parent_run(key)
