@@ -133,9 +133,8 @@ def log_model(checkpoint_path: str | Path, n_bins: int, embedding_dim: int,
     optimiser or RNG state). Requirements are pinned (``pinned_requirements``), never
     inferred. With ``input_example`` MLflow stores a ``(1, 64, n_bins)`` example and
     checks it against the model once while logging."""
-    import torch
 
-    from coverhunter.train import load_checkpoint
+    from coverhunter.train import load_checkpoint, save_model
 
     state = load_checkpoint(Path(checkpoint_path))
     if state["config"]["n_bins"] != n_bins:
@@ -146,7 +145,7 @@ def log_model(checkpoint_path: str | Path, n_bins: int, embedding_dim: int,
     tmp = Path(tempfile.mkdtemp(prefix="coverhunter-model-"))
     try:
         slim = tmp / "checkpoint.pt"
-        torch.save({"config": state["config"], "model": state["model"]}, slim)
+        save_model(state, slim)
         example = (np.full((1, EXAMPLE_FRAMES, n_bins), -40.0, dtype=np.float32)
                    if input_example else None)
         code = tmp / "coverhunter_model.py"

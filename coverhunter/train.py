@@ -139,6 +139,15 @@ def train(model: CoverHunterNet, loss_fn: CoverHunterLoss, dataset: ChunkDataset
     return TrainResult(step, history, ckpt_path if ckpt_path.exists() else None)
 
 
+def save_model(state: dict, path: str | Path, **extra) -> Path:
+    """Write the inference part of a checkpoint ``state`` (config + weights) and ``extra``
+    metadata to ``path``; :func:`load_model` reads it back."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"config": state["config"], "model": state["model"], **extra}, path)
+    return path
+
+
 def load_model(path: str | Path) -> CoverHunterNet:
     """A trained network from a checkpoint, in eval mode."""
     state = load_checkpoint(Path(path))

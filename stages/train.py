@@ -15,7 +15,6 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
-import torch
 
 from coverhunter import tracking
 from coverhunter.data import ChunkDataset
@@ -24,20 +23,12 @@ from coverhunter.losses import CoverHunterLoss
 from coverhunter.model import CoverHunterNet
 from coverhunter.plots import plot_loss
 from coverhunter.sampler import PKSampler
-from coverhunter.train import load_checkpoint, seed_everything, train
+from coverhunter.train import load_checkpoint, save_model, seed_everything, train
 
 from stages.common import (FEATURES, MODELS, PARAMS, PLOTS, REPORTS, WORK, fingerprint, load,
                            validated_manifest)
 
 SECTIONS = ("features", "model", "loss", "train")   # what this stage reads from params.yaml
-
-
-def save_model(checkpoint: Path, path: Path, extra: dict) -> Path:
-    """The inference part of a checkpoint (config + weights), plus ``extra`` metadata."""
-    state = load_checkpoint(checkpoint)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"config": state["config"], "model": state["model"], **extra}, path)
-    return path
 
 
 def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool = True) -> dict:
@@ -51,7 +42,8 @@ def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool =
     labels = df["work_id"].map(label_of).to_numpy()
     shas = index.set_index("recording_id").loc[df["recording_id"], "audio_sha1"].tolist()
 
-    key = fingerprint({s: raw[s] for s in SECTIONS}, list(zip(df["recording_id"], df["work_id"], shas)))
+    used = {s: raw[s] for s in SECTIONS}
+    key = fingerprint(used, list(zip(df["recording_id"], df["work_id"], shas)))
     work_dir = WORK / f"{name}-{key}"
     seed_everything(p.train.seed)
     model = CoverHunterNet(p.features.n_bins, p.model, len(works))
@@ -61,8 +53,7 @@ def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool =
                         p.train.versions_per_work, p.train.seed)
 
     tracking.configure(Path.cwd())
-    params_logged = {s: raw[s] for s in SECTIONS}
-    with tracking.stage_run(f"train_{name}", tracking.pipeline_key(raw), params_logged,
+    with tracking.stage_run(f"train_{name}", tracking.pipeline_key(raw), used,
                             tags={"model": name, "work_dir": str(work_dir)}):
         result = train(model, loss, ds, sampler, p.train, work_dir,
                        callback=tracking.step_logger(p.train.log_every), progress=progress)
@@ -73,8 +64,8 @@ def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool =
         history.to_csv(csv, index=False)
         PLOTS.mkdir(parents=True, exist_ok=True)
         png = plot_loss(result.history, PLOTS / f"{name}_loss.png", f"{name} model: training loss")
-        out = save_model(result.checkpoint, MODELS / name / "model.pt",
-                         {"works": works, "fingerprint": key})
+        out = save_model(load_checkpoint(result.checkpoint), MODELS / name / "model.pt",
+                         works=works, fingerprint=key)
         mlflow.log_artifact(str(csv))
         mlflow.log_artifact(str(png))
         summary = {"model": str(out), "steps": result.steps, "works": len(works),
