@@ -56,8 +56,8 @@ def make_copy(dest: Path) -> Path:
 def env() -> dict:
     e = dict(os.environ)
     e["PATH"] = f"{BIN}{os.pathsep}{e['PATH']}"
-    e.pop("MLFLOW_TRACKING_URI", None)
-    e.pop("COVERHUNTER_PIPELINE_RUN", None)
+    for leaked in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "COVERHUNTER_PIPELINE_RUN"):
+        e.pop(leaked, None)   # mlflow.set_*_uri exports these into the test process
     return e
 
 
@@ -93,7 +93,8 @@ def test_repro_runs_every_stage_and_writes_metrics(repro):
 def test_registry_has_a_champion(repro):
     repo, _ = repro
     from mlflow import MlflowClient
-    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    store = f"sqlite:///{repo / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
     champion = client.get_model_version_by_alias("coverhunter", "champion")
     assert str(champion.version) == "1"
 
@@ -134,6 +135,7 @@ def test_prefect_flow_runs_in_process(tmp_path, monkeypatch):
     repo = make_copy(tmp_path / "tiny-flow")
     monkeypatch.chdir(repo)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     from flows.pipeline import pipeline
     state = pipeline(str(repo / "params.yaml"), return_state=True)
     assert state.is_completed()
