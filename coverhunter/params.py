@@ -95,6 +95,13 @@ class EvalParams:
 
 
 @dataclass(frozen=True)
+class AlignParams:
+    """Coarse-to-fine chunk alignment [II-D]: which chunk pairs of two versions match."""
+    threshold: float       # cosine similarity a chunk pair must exceed to be a match
+    batch_chunks: int      # chunks per forward pass when embedding training recordings
+
+
+@dataclass(frozen=True)
 class DataParams:
     """The catalogue: manifest path and split names (DESIGN.md, manifest)."""
     manifest: str
@@ -117,6 +124,7 @@ class Params:
     loss: LossParams
     train: TrainParams
     evaluate: EvalParams
+    align: AlignParams
     data: DataParams
 
 
@@ -140,7 +148,8 @@ def section(cls: type[T], raw: dict[str, Any], name: str) -> T:
 def from_dict(raw: dict[str, Any]) -> Params:
     """Parse the whole parameter tree (extra top-level sections are left to their stages)."""
     classes = {"features": FeatureParams, "model": ModelParams, "loss": LossParams,
-               "train": TrainParams, "evaluate": EvalParams, "data": DataParams}
+               "train": TrainParams, "evaluate": EvalParams, "align": AlignParams,
+               "data": DataParams}
     missing = [k for k in classes if k not in raw]
     if missing:
         raise ValueError(f"params: missing section(s) {', '.join(missing)}")
