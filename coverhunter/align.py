@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from coverhunter.chunking import chunk_starts, seconds_to_frames
-from coverhunter.inference import embed_recordings
+from coverhunter.inference import embed_chunks
 from coverhunter.model import CoverHunterNet
 
 # similarity-matrix entries computed at once (float32: 16 MiB; with its index temporaries
@@ -313,7 +313,7 @@ def _concat(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
 
 def embed_grid_chunks(model: CoverHunterNet, features: Sequence[np.ndarray], chunk_s: float,
                       hop_s: float, frame_rate: float, batch_chunks: int,
-                      device: torch.device | str = "cpu",
+                      device: torch.device | str = "cpu", progress: bool = False,
                       ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Embed the grid chunks (:func:`grid_starts`) of each recording's features
     ``(frames, bins)``.
@@ -328,9 +328,6 @@ def embed_grid_chunks(model: CoverHunterNet, features: Sequence[np.ndarray], chu
     hop = seconds_to_frames(hop_s, frame_rate)
     starts = [grid_starts(len(f), size, hop) for f in features]       # per recording (n_i,)
     chunks = [f[s: s + size] for f, st in zip(features, starts) for s in st]  # views
-    # each chunk goes to embed_recordings as a recording of its own: a sequence no longer
-    # than chunk_s is exactly one chunk there, so its batching is reused unchanged
-    emb = np.concatenate(embed_recordings(model, chunks, chunk_s, hop_s, frame_rate,
-                                          batch_chunks, device))      # (sum n_i, D)
+    emb = embed_chunks(model, chunks, batch_chunks, device, progress)           # (sum n_i, D)
     split = np.cumsum([len(s) for s in starts])[:-1]
     return np.split(emb, split), [s / frame_rate for s in starts]

@@ -5,10 +5,29 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from coverhunter.chunking import chunk_features
 from coverhunter.data import pad_batch
 from coverhunter.model import CoverHunterNet
+
+
+def embed_chunks(model: CoverHunterNet, chunks: Sequence[np.ndarray], batch_chunks: int,
+                 device: torch.device | str = "cpu", progress: bool = False) -> np.ndarray:
+    """Embed chunks ``(T_i, bins)`` of any lengths: ``(n_chunks, embedding_dim)``
+    L2-normalised float32. Chunks of similar length share a batch (less padding);
+    ``progress`` shows a bar over chunks (rate, ETA)."""
+    model.eval().to(device)
+    out = np.empty((len(chunks), model.bottleneck.out_features), dtype=np.float32)
+    order = np.argsort([-len(c) for c in chunks], kind="stable")  # similar lengths together
+    with tqdm(total=len(chunks), unit="chunk", desc="embed", disable=not progress,
+              dynamic_ncols=True) as bar:
+        for lo in range(0, len(order), batch_chunks):
+            idx = order[lo: lo + batch_chunks]
+            x, lengths = pad_batch([chunks[i] for i in idx])      # (b, T, bins), (b,)
+            out[idx] = model.embed(x.to(device), lengths.to(device)).cpu().numpy()
+            bar.update(len(idx))
+    return out
 
 
 def embed_recordings(model: CoverHunterNet, features: Sequence[np.ndarray], chunk_s: float,
@@ -16,16 +35,11 @@ def embed_recordings(model: CoverHunterNet, features: Sequence[np.ndarray], chun
                      device: torch.device | str = "cpu") -> list[np.ndarray]:
     """Embed every chunk of every recording: a list of ``(n_chunks_i, embedding_dim)``
     L2-normalised float32 arrays. Chunks of several recordings share a batch."""
-    model.eval().to(device)
+    if len(features) == 0:
+        return []
     chunks, counts = [], []
     for feats in features:
         _, cs = chunk_features(feats, chunk_s, hop_s, frame_rate)
         chunks.extend(cs)
         counts.append(len(cs))
-    out = np.empty((len(chunks), model.bottleneck.out_features), dtype=np.float32)
-    order = np.argsort([-len(c) for c in chunks], kind="stable")  # similar lengths together
-    for lo in range(0, len(order), batch_chunks):
-        idx = order[lo: lo + batch_chunks]
-        x, lengths = pad_batch([chunks[i] for i in idx])
-        out[idx] = model.embed(x.to(device), lengths.to(device)).cpu().numpy()
-    return np.split(out, np.cumsum(counts)[:-1])
+    return np.split(embed_chunks(model, chunks, batch_chunks, device), np.cumsum(counts)[:-1])

@@ -80,6 +80,7 @@ class TrainParams:
     checkpoint_every: int
     log_every: int
     pitch_roll_bins: int
+    coarse_to_fine: bool
     seed: int
     amp: bool
     device: str
@@ -99,6 +100,19 @@ class AlignParams:
     """Coarse-to-fine chunk alignment [II-D]: which chunk pairs of two versions match."""
     threshold: float       # cosine similarity a chunk pair must exceed to be a match
     batch_chunks: int      # chunks per forward pass when embedding training recordings
+
+
+@dataclass(frozen=True)
+class FineParams:
+    """Fine model [II-D]: aligned chunk pairs extended to a random length [III-B]."""
+    min_s: float           # shortest training chunk (from its aligned start)
+    max_s: float           # longest training chunk
+    init: str              # scratch (a new model, as the paper) | coarse (start from its weights)
+    max_steps: int         # training steps of the fine model (the rest of the schedule is train's)
+
+    def __post_init__(self):
+        if self.init not in ("scratch", "coarse"):
+            raise ValueError(f"params: fine.init must be 'scratch' or 'coarse', got {self.init!r}")
 
 
 @dataclass(frozen=True)
@@ -125,6 +139,7 @@ class Params:
     train: TrainParams
     evaluate: EvalParams
     align: AlignParams
+    fine: FineParams
     data: DataParams
 
 
@@ -149,7 +164,7 @@ def from_dict(raw: dict[str, Any]) -> Params:
     """Parse the whole parameter tree (extra top-level sections are left to their stages)."""
     classes = {"features": FeatureParams, "model": ModelParams, "loss": LossParams,
                "train": TrainParams, "evaluate": EvalParams, "align": AlignParams,
-               "data": DataParams}
+               "fine": FineParams, "data": DataParams}
     missing = [k for k in classes if k not in raw]
     if missing:
         raise ValueError(f"params: missing section(s) {', '.join(missing)}")

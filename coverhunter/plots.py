@@ -1,10 +1,12 @@
-"""Figures for reports and MLflow: the training loss curve and per-set metrics."""
+"""Figures for reports and MLflow: the training loss curve, per-set metrics and a chunk
+alignment."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import pandas as pd
 
 matplotlib.use("Agg")
@@ -47,6 +49,33 @@ def plot_metrics(metrics: Mapping[str, Mapping[str, Mapping[str, float]]], path:
         ax.set_title(metric)
         ax.set_ylim(0, 1)
     axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_alignment(similarity, threshold: float, delta: int | None, path: str | Path,
+                   title: str, hop_s: float) -> Path:
+    """Fig. 2(a): the chunk similarity matrix ``(n_a, n_b)`` of two versions, its matches
+    (similarity above ``threshold``, hollow circles) and the aligned pairs on the offset
+    diagonal ``chunk_b - chunk_a = Δ`` (filled, with the diagonal drawn through them)."""
+    sim = np.asarray(similarity)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    img = ax.imshow(sim, origin="lower", cmap="viridis", vmin=-1, vmax=1, aspect="auto")
+    fig.colorbar(img, ax=ax, label="cosine similarity")
+    a, b = np.nonzero(sim > threshold)
+    ax.scatter(b, a, s=40, facecolors="none", edgecolors="white", label=f"match (> {threshold})")
+    if delta is not None:
+        on = b - a == delta
+        ax.scatter(b[on], a[on], s=40, color="red", label=f"aligned (Δ = {delta}, {delta * hop_s:+.1f} s)")
+        rows = np.arange(sim.shape[0])
+        keep = (rows + delta >= 0) & (rows + delta < sim.shape[1])
+        ax.plot(rows[keep] + delta, rows[keep], color="red", lw=0.8, ls="--")
+    ax.set_xlabel("chunk of version b")
+    ax.set_ylabel("chunk of version a")
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="upper left", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

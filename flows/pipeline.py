@@ -1,4 +1,5 @@
-"""The whole pipeline as a Prefect flow: demo → validate → extract → train_coarse → evaluate.
+"""The whole pipeline as a Prefect flow: demo → validate → extract → train_coarse → align →
+train_fine → evaluate.
 
 Each task calls the very function its DVC stage runs (`stages.NAME.run`). Extraction (I/O
 heavy, the step most likely to meet a transient failure) retries `flow.retries` times.
@@ -18,7 +19,7 @@ from prefect.runtime import flow_run
 
 from coverhunter.report import metrics_table
 from coverhunter import tracking
-from stages import demo, evaluate, extract, train, validate
+from stages import align, demo, evaluate, extract, train, validate
 from stages.common import PARAMS, load
 
 
@@ -37,7 +38,9 @@ def pipeline(params_path: str = str(PARAMS), build_demo: bool = True, progress: 
         task(validate.run, name="validate")(params_path)
         task(extract.run, name="extract", retries=retries, retry_delay_seconds=delay)(
             params_path, progress=progress)
-        task(train.run, name="train_coarse")(params_path, progress=progress)
+        task(train.run, name="train_coarse")(params_path, "coarse", progress=progress)
+        task(align.run, name="align")(params_path, progress=progress)
+        task(train.run, name="train_fine")(params_path, "fine", progress=progress)
         result = task(evaluate.run, name="evaluate")(params_path)   # ends the parent run
     except BaseException:
         tracking.configure(Path.cwd())

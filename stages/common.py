@@ -15,10 +15,12 @@ PARAMS = Path("params.yaml")
 ARTIFACTS = Path("artifacts")
 VALIDATED = ARTIFACTS / "validated" / "manifest.parquet"   # validate → everything after it
 FEATURES = ARTIFACTS / "features"                          # extract (per recording + index)
+ALIGN = ARTIFACTS / "align"                                # align: chunk alignments [II-D]
 MODELS = ARTIFACTS / "models"                              # train stages: final models
 WORK = ARTIFACTS / "work"                                  # resumable checkpoints (scratch)
 REPORTS = Path("reports")
 PLOTS = REPORTS / "plots"
+SKIPPED = "skipped.json"        # written instead of a model when a stage is switched off
 
 
 def load(params_path: str | Path = PARAMS) -> tuple[Params, dict[str, Any]]:

@@ -1,10 +1,12 @@
 """DVC stage `evaluate` [II-D inference, III-A]: every test set (and val), leave-one-out,
 45 s non-overlapping chunks, closest-chunk-pair distance; mAP, MR1, HR1, P10.
 
-Scores the trained model(s) and, as a reference, an untrained network of the same shape.
-Writes `reports/metrics.json` ({model: {set: metrics}}) and `reports/plots/metrics.png`,
-logs both to MLflow, registers the final model as `coverhunter` and gives it the alias
-`champion` only if its mAP on `data.main_test_set` beats the current champion's.
+Scores the coarse and the fine model side by side (only the coarse one when
+`train.coarse_to_fine` is false) and, as a reference, an untrained network of the same
+shape. Writes `reports/metrics.json` ({model: {set: metrics}}) and
+`reports/plots/metrics.png`, logs both to MLflow, registers the final model (fine, or
+coarse without coarse-to-fine) as `coverhunter` and gives it the alias `champion` only if
+its mAP on `data.main_test_set` beats the current champion's.
 """
 from __future__ import annotations
 
@@ -33,8 +35,15 @@ def untrained(p: Params) -> CoverHunterNet:
     return CoverHunterNet(p.features.n_bins, p.model, n_classes=0).eval()
 
 
-def run(params_path: str | Path = PARAMS, models: tuple[str, ...] = ("coarse",)) -> dict:
+def trained_models(p: Params) -> tuple[str, ...]:
+    """The models this pipeline trained, the registered one last: the fine model when
+    coarse-to-fine is on [II-D inference uses the fine model], else the coarse one."""
+    return ("coarse", "fine") if p.train.coarse_to_fine else ("coarse",)
+
+
+def run(params_path: str | Path = PARAMS) -> dict:
     p, raw = load(params_path)
+    models = trained_models(p)
     sets = sets_from_manifest(validated_manifest(), [p.data.val_split, *p.data.test_sets], FEATURES)
     device = resolve_device(p.train.device)
     candidates = {"untrained": untrained(p)} | {m: load_model(MODELS / m / "model.pt") for m in models}

@@ -1,15 +1,22 @@
-"""DVC stage `train_coarse` [II-D coarse training]: 15 s chunks with a 7.5 s hop, labelled
-by work, on the training split.
+"""DVC stages `train_coarse` and `train_fine` [II-D]: `python -m stages.train coarse|fine`.
+
+coarse: 15 s chunks with a 7.5 s hop, labelled by work, on the training split.
+fine: the aligned chunk pairs of the align stage, each side extended from its aligned start
+to a random 15–45 s (`fine:` in params.yaml); a new model (`fine.init: scratch`, as the
+paper) or the coarse weights (`coarse`). With `train.coarse_to_fine: false` it writes
+`skipped.json` instead of a model.
 
 Resumable: checkpoints go to a scratch folder named by a fingerprint of everything that
 shapes the run (parameters, training recordings and their features), so a killed run
 resumes on the next `dvc repro`, and a changed parameter starts afresh. The stage's output
-is the final model only (`artifacts/models/coarse/model.pt`), the loss history
-(`reports/train/coarse_loss.csv`) and its plot.
+is the final model only (`artifacts/models/<name>/model.pt`), the loss history
+(`reports/train/<name>/loss.csv`) and its plot.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import shutil
 from pathlib import Path
 
 import mlflow
@@ -18,6 +25,7 @@ import pandas as pd
 
 from coverhunter import tracking
 from coverhunter.data import ChunkDataset
+from coverhunter.fine import AlignedChunks, AlignedPairSampler
 from coverhunter.extract import load_features, read_index
 from coverhunter.losses import CoverHunterLoss
 from coverhunter.model import CoverHunterNet
@@ -25,59 +33,110 @@ from coverhunter.plots import plot_loss
 from coverhunter.sampler import PKSampler
 from coverhunter.train import load_checkpoint, save_model, seed_everything, train
 
-from stages.common import (FEATURES, MODELS, PARAMS, PLOTS, REPORTS, WORK, fingerprint, load,
-                           validated_manifest)
+from stages.common import (ALIGN, FEATURES, MODELS, PARAMS, REPORTS, SKIPPED, WORK,
+                           fingerprint, load, validated_manifest, write_json)
 
-SECTIONS = ("features", "model", "loss", "train")   # what this stage reads from params.yaml
+SECTIONS = {"coarse": ("features", "model", "loss", "train"),            # what each model's
+            "fine": ("features", "model", "loss", "train", "fine")}     # run reads from params.yaml
+NOT_COARSE = ("coarse_to_fine",)   # train keys the coarse model ignores (dvc.yaml lists the rest)
+
+
+def _coarse_data(p, df: pd.DataFrame, works: list[str], feats: list) -> tuple:
+    """15 s chunks, 7.5 s hop, every chunk of every training recording [II-D coarse]."""
+    labels = df["work_id"].map({w: i for i, w in enumerate(works)}).to_numpy()
+    ds = ChunkDataset(feats, labels, p.train.chunk_s, p.train.hop_s, p.features.frame_rate)
+    sampler = PKSampler(ds.label, ds.recording, p.train.works_per_batch,
+                        p.train.versions_per_work, p.train.seed)
+    return ds, sampler, np.bincount(ds.label, minlength=len(works))
+
+
+def _fine_data(p, alignments: pd.DataFrame, works: list[str], feats: dict) -> tuple:
+    """Aligned chunk pairs, each side 15–45 s from its aligned start [II-D fine]."""
+    label_of = {w: i for i, w in enumerate(works)}
+    ds = AlignedChunks(alignments, feats, label_of, p.features.frame_rate)
+    sampler = AlignedPairSampler(ds, p.train.works_per_batch, p.train.versions_per_work,
+                                 p.fine.min_s, p.fine.max_s, p.features.frame_rate, p.train.seed)
+    return ds, sampler, 2 * np.bincount(ds.label, minlength=len(works))
 
 
 def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool = True) -> dict:
+    """Train the coarse or the fine model; returns a summary (or why nothing was trained)."""
+    if name not in SECTIONS:
+        raise ValueError(f"unknown model {name!r}: choose coarse or fine")
     p, raw = load(params_path)
+    used = {s: raw[s] for s in SECTIONS[name]}
+    if name == "coarse":
+        used["train"] = {k: v for k, v in raw["train"].items() if k not in NOT_COARSE}
+    model_dir, report_dir = MODELS / name, REPORTS / "train" / name
+    for folder in (model_dir, report_dir):       # stage outputs: nothing stale survives a run
+        shutil.rmtree(folder, ignore_errors=True)
+    if name == "fine" and not p.train.coarse_to_fine:
+        skipped = {"skipped": True, "reason": "train.coarse_to_fine is false"}
+        write_json(model_dir / SKIPPED, skipped)
+        write_json(report_dir / SKIPPED, skipped)
+        return skipped
     df = validated_manifest()
     df = df[df["split"] == p.data.train_split].sort_values("recording_id")
-    works = sorted(df["work_id"].unique())
-    label_of = {w: i for i, w in enumerate(works)}
     index = read_index(FEATURES)
-    feats = load_features(FEATURES, df["recording_id"].tolist(), index)
-    labels = df["work_id"].map(label_of).to_numpy()
     shas = index.set_index("recording_id").loc[df["recording_id"], "audio_sha1"].tolist()
-
-    used = {s: raw[s] for s in SECTIONS}
-    key = fingerprint(used, list(zip(df["recording_id"], df["work_id"], shas)))
+    ids = df["recording_id"].tolist()
+    if name == "coarse":
+        works = sorted(df["work_id"].unique())
+        ds, sampler, counts = _coarse_data(p, df, works, load_features(FEATURES, ids, index))
+        steps, extra = p.train.max_steps, []
+    else:
+        alignments = pd.read_parquet(ALIGN / "alignments.parquet")
+        works = sorted(alignments["work_id"].unique())
+        feats = dict(zip(ids, load_features(FEATURES, ids, index)))
+        ds, sampler, counts = _fine_data(p, alignments, works, feats)
+        steps = p.fine.max_steps
+        extra = [pd.util.hash_pandas_object(alignments, index=False).sum().item()]
+    key = fingerprint(used, list(zip(df["recording_id"], df["work_id"], shas)), *extra)
     work_dir = WORK / f"{name}-{key}"
     seed_everything(p.train.seed)
     model = CoverHunterNet(p.features.n_bins, p.model, len(works))
-    ds = ChunkDataset(feats, labels, p.train.chunk_s, p.train.hop_s, p.features.frame_rate)
-    loss = CoverHunterLoss(p.loss, np.bincount(ds.label, minlength=len(works)), p.model.embedding_dim)
-    sampler = PKSampler(ds.label, ds.recording, p.train.works_per_batch,
-                        p.train.versions_per_work, p.train.seed)
+    if name == "fine" and p.fine.init == "coarse":
+        start_from(model, MODELS / "coarse" / "model.pt")
+    loss = CoverHunterLoss(p.loss, counts, p.model.embedding_dim)
 
     tracking.configure(Path.cwd())
     with tracking.stage_run(f"train_{name}", tracking.pipeline_key(raw), used,
                             tags={"model": name, "work_dir": str(work_dir)}):
-        result = train(model, loss, ds, sampler, p.train, work_dir,
+        schedule = dataclasses.replace(p.train, max_steps=steps)
+        result = train(model, loss, ds, sampler, schedule, work_dir,
                        callback=tracking.step_logger(p.train.log_every), progress=progress)
         history = pd.DataFrame(result.history)
         history.insert(0, "step", np.arange(1, len(history) + 1))
-        csv = REPORTS / "train" / f"{name}_loss.csv"
-        csv.parent.mkdir(parents=True, exist_ok=True)
+        report_dir.mkdir(parents=True, exist_ok=True)
+        csv = report_dir / "loss.csv"
         history.to_csv(csv, index=False)
-        PLOTS.mkdir(parents=True, exist_ok=True)
-        png = plot_loss(result.history, PLOTS / f"{name}_loss.png", f"{name} model: training loss")
-        out = save_model(load_checkpoint(result.checkpoint), MODELS / name / "model.pt",
+        png = plot_loss(result.history, report_dir / "loss.png", f"{name} model: training loss")
+        out = save_model(load_checkpoint(result.checkpoint), model_dir / "model.pt",
                          works=works, fingerprint=key)
         mlflow.log_artifact(str(csv))
         mlflow.log_artifact(str(png))
         summary = {"model": str(out), "steps": result.steps, "works": len(works),
-                   "recordings": len(df), "chunks": len(ds),
+                   "recordings": len(df), "items": len(ds),
                    "final_loss": float(history["total"].tail(20).mean())}
-        mlflow.log_metrics({"train_chunks": len(ds), "final_loss": summary["final_loss"]})
+        mlflow.log_metrics({"train_items": len(ds), "final_loss": summary["final_loss"]})
     return summary
 
 
+def start_from(model: CoverHunterNet, path: Path) -> None:
+    """Copy a trained model's weights into ``model``, all but its classifier (the fine
+    model's classes are the works that have aligned pairs)."""
+    state = {k: v for k, v in load_checkpoint(path)["model"].items()
+             if not k.startswith("classifier.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("classifier.") for k in missing):
+        raise ValueError(f"{path} does not match the model in params.yaml "
+                         f"(missing {missing}, unexpected {unexpected})")
+
+
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__).parse_args()
-    print(run())
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("model", nargs="?", default="coarse", choices=sorted(SECTIONS))
+    print(run(name=ap.parse_args().model))
 
 
 if __name__ == "__main__":

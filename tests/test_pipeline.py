@@ -1,6 +1,6 @@
 """End to end on the tiny demo catalogue, in temporary copies of the repository: real
-`dvc repro` (twice: the second is a no-op), a changed train parameter re-running only
-train and evaluate, and the Prefect flow in-process."""
+`dvc repro` (twice: the second is a no-op), changed parameters re-running only the stages
+that read them, the coarse-to-fine switch, and the Prefect flow in-process."""
 from __future__ import annotations
 
 import os
@@ -25,7 +25,10 @@ TINY = {
     "train": {"max_steps": 30, "checkpoint_every": 10, "works_per_batch": 4, "versions_per_work": 2,
               "log_every": 5, "device": "cpu"},
     "evaluate": {"chunk_s": 15.0, "hop_s": 15.0, "batch_chunks": 8},
+    "align": {"batch_chunks": 8},
+    "fine": {"max_steps": 20, "min_s": 15.0, "max_s": 25.0},
 }
+ALL_STAGES = {"demo", "validate", "extract", "train_coarse", "align", "train_fine", "evaluate"}
 
 
 def tiny_params() -> dict:
@@ -81,13 +84,32 @@ def repro(tmp_path_factory):
 
 def test_repro_runs_every_stage_and_writes_metrics(repro):
     repo, first = repro
-    assert stages_run(first.stdout) == {"demo", "validate", "extract", "train_coarse", "evaluate"}
+    assert stages_run(first.stdout) == ALL_STAGES
     metrics = yaml.safe_load((repo / "reports" / "metrics.json").read_text())
-    for model in ("untrained", "coarse"):
+    assert set(metrics) == {"untrained", "coarse", "fine"}
+    for model in metrics:
         for test_set in ("test", "test_variants"):
             assert {"mAP", "MR1", "HR1", "P10"} <= set(metrics[model][test_set])
     assert (repo / "reports" / "plots" / "metrics.png").stat().st_size > 0
     assert (repo / "reports" / "validation.md").exists()
+    assert (repo / "reports" / "train" / "fine" / "loss.csv").exists()
+
+
+def test_align_stage_writes_tables_and_picture(repro):
+    import pandas as pd
+    repo, _ = repro
+    alignments = pd.read_parquet(repo / "artifacts" / "align" / "alignments.parquet")
+    pairs = pd.read_parquet(repo / "artifacts" / "align" / "pairs.parquet")
+    assert list(alignments.columns) == ["work_id", "rec_a", "rec_b", "chunk_a", "chunk_b",
+                                        "start_a_s", "start_b_s", "similarity", "delta"]
+    manifest = pd.read_csv(repo / "data" / "demo" / "manifest.csv")
+    train = manifest[manifest["split"] == "train"].groupby("work_id").size()
+    assert len(pairs) == int((train * (train - 1) // 2).sum())     # every pair of versions
+    assert (alignments["chunk_b"] - alignments["chunk_a"] == alignments["delta"]).all()
+    assert (alignments["similarity"] > 0.9).all()
+    summary = yaml.safe_load((repo / "reports" / "align.json").read_text())
+    assert summary["aligned_chunk_pairs"] == len(alignments) > 0
+    assert (repo / "artifacts" / "align" / "alignment.png").stat().st_size > 0
 
 
 def test_registry_has_a_champion(repro):
@@ -114,7 +136,7 @@ def test_score_reproduces_evaluate_on_the_same_manifest(repro):
                          cwd=repo, env=env(), text=True, capture_output=True, timeout=600)
     assert out.returncode == 0, out.stderr
     scored = yaml.safe_load((repo / "reports" / "score" / "metrics.json").read_text())["champion"]
-    evaluated = yaml.safe_load((repo / "reports" / "metrics.json").read_text())["coarse"]
+    evaluated = yaml.safe_load((repo / "reports" / "metrics.json").read_text())["fine"]
     assert set(scored) == {"val", "test", "test_variants"} & set(evaluated)
     for name, m in scored.items():
         for key in ("mAP", "MR1", "HR1", "P10", "n_queries"):
@@ -122,13 +144,37 @@ def test_score_reproduces_evaluate_on_the_same_manifest(repro):
     assert "| champion | test |" in out.stdout
 
 
-def test_changed_train_parameter_reruns_only_train_and_evaluate(repro):
-    repo, _ = repro
+def set_param(repo: Path, section: str, key: str, value) -> None:
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["train"]["lr"] = 0.0005
+    params[section][key] = value
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_changed_fine_parameter_reruns_only_train_fine_and_evaluate(repro):
+    repo, _ = repro
+    set_param(repo, "fine", "max_steps", 10)
     out = dvc(repo, "repro")
-    assert stages_run(out.stdout) == {"train_coarse", "evaluate"}, out.stdout
+    assert stages_run(out.stdout) == {"train_fine", "evaluate"}, out.stdout
+
+
+def test_changed_train_parameter_reruns_only_training_and_evaluate(repro):
+    repo, _ = repro
+    set_param(repo, "train", "lr", 0.0005)
+    out = dvc(repo, "repro")
+    assert stages_run(out.stdout) == {"train_coarse", "align", "train_fine", "evaluate"}, out.stdout
+
+
+def test_coarse_to_fine_switch_skips_align_and_fine(repro):
+    """`train.coarse_to_fine: false` is the paper's "without coarse-to-fine" row: nothing is
+    aligned, no fine model is trained, and the coarse model is the one evaluated last."""
+    repo, _ = repro
+    set_param(repo, "train", "coarse_to_fine", False)
+    out = dvc(repo, "repro")
+    assert stages_run(out.stdout) == {"align", "train_fine", "evaluate"}, out.stdout
+    metrics = yaml.safe_load((repo / "reports" / "metrics.json").read_text())
+    assert set(metrics) == {"untrained", "coarse"}
+    assert yaml.safe_load((repo / "reports" / "align.json").read_text())["skipped"] is True
+    assert not (repo / "artifacts" / "models" / "fine" / "model.pt").exists()
 
 
 def test_prefect_flow_runs_in_process(tmp_path, monkeypatch):
@@ -140,6 +186,6 @@ def test_prefect_flow_runs_in_process(tmp_path, monkeypatch):
     state = pipeline(str(repo / "params.yaml"), return_state=True)
     assert state.is_completed()
     result = state.result()
-    assert set(result["metrics"]) == {"untrained", "coarse"}
+    assert set(result["metrics"]) == {"untrained", "coarse", "fine"}
     assert result["metrics"]["coarse"]["test"]["n_queries"] > 0
     assert (repo / "reports" / "metrics.json").exists()

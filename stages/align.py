@@ -1,0 +1,113 @@
+"""DVC stage `align` [II-D finding aligned chunks]: embed every training recording's 15 s
+grid chunks (7.5 s hop) with the coarse model and align each pair of versions of a work.
+
+Writes `artifacts/align/alignments.parquet` (one row per aligned chunk pair),
+`artifacts/align/pairs.parquet` (every pair of versions: matches, Δ, aligned count, or
+why it has none), `artifacts/align/alignment.png` (Fig. 2a for a sample pair) and the
+summary `reports/align.json`; logs them to MLflow. With `train.coarse_to_fine: false` it
+writes empty tables marked as skipped, and train_fine does not train.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+from coverhunter import tracking
+from coverhunter.align import (ALIGNMENT_COLUMNS, SUMMARY_COLUMNS, WorkChunks, align_catalogue,
+                               embed_grid_chunks)
+from coverhunter.chunking import seconds_to_frames
+from coverhunter.extract import load_features, read_index
+from coverhunter.plots import plot_alignment
+from coverhunter.train import load_model, resolve_device
+
+from stages.common import (ALIGN, FEATURES, MODELS, PARAMS, REPORTS, load, validated_manifest,
+                           write_json)
+
+SECTIONS = ("features", "align", "train")   # train: chunk_s, hop_s, coarse_to_fine, device
+ALIGNMENTS = ALIGN / "alignments.parquet"
+PAIRS = ALIGN / "pairs.parquet"
+PICTURE = ALIGN / "alignment.png"
+SUMMARY = REPORTS / "align.json"
+
+
+def summarise(pairs: pd.DataFrame, alignments: pd.DataFrame, n_works: int) -> dict:
+    """Counts a user checks first: how many version pairs found an offset, and how many
+    aligned chunk pairs the fine model gets."""
+    aligned = pairs[pairs["aligned"] > 0]
+    return {"works": n_works, "version_pairs": len(pairs), "pairs_aligned": len(aligned),
+            "pairs_aligned_share": len(aligned) / len(pairs) if len(pairs) else 0.0,
+            "works_aligned": int(aligned["work_id"].nunique()),
+            "aligned_chunk_pairs": len(alignments),
+            "matches": int(pairs["matches"].sum()),
+            "mean_aligned_similarity": float(alignments["similarity"].mean()) if len(alignments) else 0.0,
+            "pairs_nonzero_delta": int((aligned["delta"] != 0).sum())}
+
+
+def sample_pair(pairs: pd.DataFrame) -> pd.Series | None:
+    """The pair to draw: most aligned chunks, preferring a non-zero offset (it shows Δ)."""
+    aligned = pairs[pairs["aligned"] > 0]
+    if aligned.empty:
+        return None
+    shifted = aligned[aligned["delta"] != 0]
+    pool = shifted if len(shifted) else aligned
+    return pool.sort_values(["aligned", "rec_a", "rec_b"], ascending=[False, True, True]).iloc[0]
+
+
+def run(params_path: str | Path = PARAMS, progress: bool = True) -> dict:
+    p, raw = load(params_path)
+    ALIGN.mkdir(parents=True, exist_ok=True)
+    used = {s: raw[s] for s in SECTIONS}
+    if not p.train.coarse_to_fine:
+        pd.DataFrame(columns=ALIGNMENT_COLUMNS).to_parquet(ALIGNMENTS)
+        pd.DataFrame(columns=SUMMARY_COLUMNS).to_parquet(PAIRS)
+        PICTURE.unlink(missing_ok=True)
+        summary = {"skipped": True, "reason": "train.coarse_to_fine is false"}
+        write_json(SUMMARY, summary)
+        return summary
+
+    df = validated_manifest()
+    df = df[df["split"] == p.data.train_split].sort_values(["work_id", "recording_id"])
+    ids = df["recording_id"].tolist()
+    feats = load_features(FEATURES, ids, read_index(FEATURES))
+    model = load_model(MODELS / "coarse" / "model.pt")
+    emb, starts = embed_grid_chunks(model, feats, p.train.chunk_s, p.train.hop_s,
+                                    p.features.frame_rate, p.align.batch_chunks,
+                                    resolve_device(p.train.device), progress=progress)
+    by_id = dict(zip(ids, zip(emb, starts)))
+    works = {w: WorkChunks(g["recording_id"].tolist(),
+                           [by_id[r][0] for r in g["recording_id"]],
+                           [by_id[r][1] for r in g["recording_id"]])
+             for w, g in df.groupby("work_id", sort=True)}
+    alignments, pairs = align_catalogue(works, p.align.threshold, progress=progress)
+    alignments.to_parquet(ALIGNMENTS)
+    pairs.to_parquet(PAIRS)
+    summary = summarise(pairs, alignments, len(works))
+    write_json(SUMMARY, summary)
+
+    PICTURE.unlink(missing_ok=True)
+    pick = sample_pair(pairs)
+    tracking.configure(Path.cwd())
+    with tracking.stage_run("align", tracking.pipeline_key(raw), used):
+        mlflow.log_metrics({k: float(v) for k, v in summary.items()})
+        mlflow.log_artifact(str(SUMMARY))
+        mlflow.log_artifact(str(PAIRS))
+        if pick is not None:
+            a, b = by_id[pick["rec_a"]][0], by_id[pick["rec_b"]][0]       # (n_a, D), (n_b, D)
+            hop = seconds_to_frames(p.train.hop_s, p.features.frame_rate) / p.features.frame_rate
+            plot_alignment(a @ b.T, p.align.threshold, int(pick["delta"]), PICTURE,
+                           f"work {pick['work_id']}: {pick['rec_a']} vs {pick['rec_b']} "
+                           f"({pick['matches']} matches, {pick['aligned']} aligned)", hop)
+            mlflow.log_artifact(str(PICTURE))
+    return summary
+
+
+def main() -> None:
+    argparse.ArgumentParser(description=__doc__).parse_args()
+    print(run())
+
+
+if __name__ == "__main__":
+    main()
