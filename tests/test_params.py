@@ -14,6 +14,9 @@ def test_paper_defaults_are_read(params):
             params.loss.triplet_margin, params.loss.triplet_weight) == (2.0, 0.01, 0.3, 0.1)
     assert (params.train.lr, params.train.lr_decay, params.train.lr_decay_steps) == (1e-3, 0.95, 1000)
     assert (params.train.chunk_s, params.train.hop_s, params.evaluate.chunk_s) == (15.0, 7.5, 45.0)
+    assert params.align.threshold == 0.9                                        # [II-D]
+    assert (params.fine.min_s, params.fine.max_s, params.fine.init) == (15.0, 45.0, "scratch")
+    assert params.train.coarse_to_fine is True
 
 
 def test_unknown_and_missing_keys_are_named(tmp_path):
@@ -33,3 +36,13 @@ def test_missing_section_is_named():
     del raw["loss"]
     with pytest.raises(ValueError, match="missing section.*loss"):
         from_dict(raw)
+
+
+def test_train_coarse_names_every_train_key_it_reads():
+    """dvc.yaml lists train keys one by one for train_coarse (so the coarse-to-fine switch
+    does not retrain the coarse model): a new train key must be listed there too."""
+    from stages.train import NOT_COARSE
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    listed = {p.split(".", 1)[1] for p in stages["train_coarse"]["params"] if p.startswith("train.")}
+    train_keys = set(yaml.safe_load((ROOT / "params.yaml").read_text())["train"])
+    assert listed == train_keys - set(NOT_COARSE)

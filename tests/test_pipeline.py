@@ -189,3 +189,4 @@ def test_prefect_flow_runs_in_process(tmp_path, monkeypatch):
     assert set(result["metrics"]) == {"untrained", "coarse", "fine"}
     assert result["metrics"]["coarse"]["test"]["n_queries"] > 0
     assert (repo / "reports" / "metrics.json").exists()
+
