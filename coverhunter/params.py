@@ -116,6 +116,59 @@ class FineParams:
 
 
 @dataclass(frozen=True)
+class AugmentParams:
+    """On-the-fly training tricks [III-B]: audio (speed, noise, volume) and CQT (roll, masks)."""
+    speed_prob: float
+    speed_rate: tuple[float, float]
+    noise_prob: float
+    snr_db: tuple[float, float]
+    noise_dir: str | None
+    noise_coloured_share: float
+    noise_folder_share: float
+    noise_other_work_share: float
+    noise_exponent: tuple[float, float]
+    volume_prob: float
+    volume_db: tuple[float, float]
+    pitch_roll_prob: float
+    mask_prob: float
+    time_masks: int
+    time_mask_max_frames: int
+    freq_masks: int
+    freq_mask_max_bins: int
+    mask_fill: str
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("speed_rate", "snr_db", "noise_exponent", "volume_db"):
+            value = getattr(self, name)
+            if not isinstance(value, (list, tuple)) or len(value) != 2 or value[0] > value[1]:
+                problems.append(f"augment.{name} must be [low, high] with low <= high, got {value}")
+            else:
+                object.__setattr__(self, name, (float(value[0]), float(value[1])))
+        for name in ("speed_prob", "noise_prob", "volume_prob", "pitch_roll_prob", "mask_prob",
+                     "noise_coloured_share", "noise_folder_share", "noise_other_work_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                problems.append(f"augment.{name} must be in [0, 1], got {getattr(self, name)}")
+        shares = (self.noise_coloured_share, self.noise_folder_share, self.noise_other_work_share)
+        if abs(sum(shares) - 1.0) > 1e-6:
+            problems.append(f"augment.noise_*_share must sum to 1, got {sum(shares)}")
+        if not problems and self.speed_rate[0] <= 0:
+            problems.append(f"augment.speed_rate must be > 0, got {self.speed_rate}")
+        for name in ("time_masks", "time_mask_max_frames", "freq_masks", "freq_mask_max_bins"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                problems.append(f"augment.{name} must be an integer >= 0, got {value!r}")
+        if self.mask_fill not in ("min", "mean"):
+            problems.append(f"augment.mask_fill must be 'min' or 'mean', got {self.mask_fill!r}")
+        if self.noise_dir is not None and not isinstance(self.noise_dir, str):
+            problems.append(f"augment.noise_dir must be a folder path or null, got {self.noise_dir!r}")
+        if problems:
+            raise ValueError("params: " + "; ".join(problems))
+        if self.noise_dir == "":
+            object.__setattr__(self, "noise_dir", None)  # empty = no folder, as null
+
+
+@dataclass(frozen=True)
 class DataParams:
     """The catalogue: manifest path and split names (DESIGN.md, manifest)."""
     manifest: str
@@ -140,6 +193,7 @@ class Params:
     evaluate: EvalParams
     align: AlignParams
     fine: FineParams
+    augment: AugmentParams
     data: DataParams
 
 
@@ -164,7 +218,7 @@ def from_dict(raw: dict[str, Any]) -> Params:
     """Parse the whole parameter tree (extra top-level sections are left to their stages)."""
     classes = {"features": FeatureParams, "model": ModelParams, "loss": LossParams,
                "train": TrainParams, "evaluate": EvalParams, "align": AlignParams,
-               "fine": FineParams, "data": DataParams}
+               "fine": FineParams, "augment": AugmentParams, "data": DataParams}
     missing = [k for k in classes if k not in raw]
     if missing:
         raise ValueError(f"params: missing section(s) {', '.join(missing)}")
