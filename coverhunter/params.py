@@ -41,6 +41,8 @@ class FeatureParams:
 @dataclass(frozen=True)
 class ModelParams:
     """Conformer backbone, time pooling and bottleneck [II-A, II-B]."""
+    frame_pool: int
+    input_norm: str
     d_model: int
     ff_dim: int
     n_heads: int

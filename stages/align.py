@@ -42,18 +42,31 @@ def summarise(pairs: pd.DataFrame, alignments: pd.DataFrame, n_works: int) -> di
             "works_aligned": int(aligned["work_id"].nunique()),
             "aligned_chunk_pairs": len(alignments),
             "matches": int(pairs["matches"].sum()),
+            # share of all chunk pairs above the threshold: near 1 means the coarse model
+            # does not tell chunks apart and align.threshold is too low for it
+            "match_density": float(pairs["matches"].sum()
+                                   / (pairs["n_chunks_a"] * pairs["n_chunks_b"]).sum())
+            if len(pairs) else 0.0,
             "mean_aligned_similarity": float(alignments["similarity"].mean()) if len(alignments) else 0.0,
             "pairs_nonzero_delta": int((aligned["delta"] != 0).sum())}
 
 
+MIN_DRAWN_ALIGNED = 3   # aligned chunk pairs a drawn pair needs (a diagonal, not a dot)
+
+
 def sample_pair(pairs: pd.DataFrame) -> pd.Series | None:
-    """The pair to draw: most aligned chunks, preferring a non-zero offset (it shows Δ)."""
-    aligned = pairs[pairs["aligned"] > 0]
+    """The pair to draw: the clearest alignment, i.e. the largest share of its matches on
+    the Δ diagonal, among pairs with a few aligned chunks, preferring a non-zero offset
+    (it shows Δ); ties go to more aligned chunks."""
+    aligned = pairs[pairs["aligned"] > 0].assign(
+        clarity=lambda d: d["aligned"] / d["matches"])
     if aligned.empty:
         return None
-    shifted = aligned[aligned["delta"] != 0]
-    pool = shifted if len(shifted) else aligned
-    return pool.sort_values(["aligned", "rec_a", "rec_b"], ascending=[False, True, True]).iloc[0]
+    for pool in (aligned[(aligned["aligned"] >= MIN_DRAWN_ALIGNED) & (aligned["delta"] != 0)],
+                 aligned[aligned["aligned"] >= MIN_DRAWN_ALIGNED], aligned):
+        if len(pool):
+            return pool.sort_values(["clarity", "aligned", "rec_a", "rec_b"],
+                                    ascending=[False, False, True, True]).iloc[0]
 
 
 def run(params_path: str | Path = PARAMS, progress: bool = True) -> dict:

@@ -4,23 +4,61 @@ import pytest
 import torch
 
 from coverhunter.model import CoverHunterNet
+from coverhunter.model.frontend import pool_frames, subtract_chunk_mean
 from coverhunter.model.masking import MaskedBatchNorm, lengths_to_mask
 from coverhunter.model.pooling import AttentiveTimePooling, weighted_mean_std
 
+PAPER_SIZE_PARAMETERS = 2_312_768   # README "2.31 M" (benchmarks/bench_model.py), classifier excluded
 
-def make(tiny, pooling="attentive", n_classes=5):
+
+def make(tiny, pooling="attentive", n_classes=5, **model):
     torch.manual_seed(0)
-    m = dataclasses.replace(tiny.model, pooling=pooling)
+    m = dataclasses.replace(tiny.model, pooling=pooling, **model)
     return CoverHunterNet(tiny.features.n_bins, m, n_classes)
 
 
 def test_shapes_and_time_downsampling(tiny):
-    net = make(tiny).eval()
+    net = make(tiny, frame_pool=1).eval()
     x = torch.randn(3, 375, 96)
     out = net(x)
     assert out.pre.shape == (3, 32) and out.embedding.shape == (3, 16) and out.logits.shape == (3, 5)
     h, lengths = net.subsample(x, torch.tensor([375, 200, 9]))
     assert h.shape[1] == 94 and lengths.tolist() == [94, 50, 3]   # ceil(ceil(T/2)/2)
+
+
+def test_frame_pooling_divides_time_by_k_first(tiny):
+    net = make(tiny, frame_pool=3).eval()
+    h, lengths = net.subsample(torch.randn(3, 375, 96), torch.tensor([375, 200, 9]))
+    # ceil(T/3) = 125, 67, 3 → ceil(ceil(·/2)/2) = 32, 17, 1
+    assert h.shape[1] == 32 and lengths.tolist() == [32, 17, 1]
+
+
+def test_pool_frames_averages_valid_frames_only():
+    x = torch.arange(8, dtype=torch.float32).reshape(1, 8, 1).repeat(2, 1, 2)   # frame t = t
+    x[1, 5:] = 100.0                                                            # padding of item 1
+    y, lengths = pool_frames(x, torch.tensor([8, 5]), 3)
+    assert lengths.tolist() == [3, 2]
+    # item 0: (0+1+2)/3, (3+4+5)/3, (6+7)/2; item 1: (0+1+2)/3, (3+4)/2, then padding
+    torch.testing.assert_close(y[0, :, 0], torch.tensor([1.0, 4.0, 6.5]))
+    torch.testing.assert_close(y[1, :2, 0], torch.tensor([1.0, 3.5]))
+
+
+def test_subtract_chunk_mean_by_hand():
+    x = torch.tensor([[[1.0, 10.0], [3.0, 20.0], [50.0, 50.0]]])            # (1, 3, 2)
+    y = subtract_chunk_mean(x, lengths_to_mask(torch.tensor([2]), 3))       # third frame is padding
+    torch.testing.assert_close(y, torch.tensor([[[-1.0, -5.0], [1.0, 5.0], [0.0, 0.0]]]))
+
+
+def test_chunk_mean_makes_the_embedding_blind_to_spectral_colour(tiny):
+    """A fixed per-bin offset (an instrument's or a room's long-term colour, in dB) does not
+    move the embedding with input_norm chunk_mean, and does without it."""
+    torch.manual_seed(2)
+    x = torch.randn(2, 300, 96)
+    colour = torch.linspace(-20, 0, 96)                                      # (bins,) dB tilt
+    blind = make(tiny, input_norm="chunk_mean").eval()
+    torch.testing.assert_close(blind.embed(x + colour), blind.embed(x), atol=1e-5, rtol=1e-5)
+    seeing = make(tiny, input_norm="none").eval()
+    assert (seeing.embed(x + colour) - seeing.embed(x)).abs().max() > 1e-2
 
 
 @pytest.mark.parametrize("pooling", ["attentive", "gem", "mean"])
@@ -96,8 +134,14 @@ def test_unknown_pooling_is_named(tiny):
         make(tiny, pooling="max")
 
 
-def test_paper_default_model_builds(params):
+def test_default_model_builds(params):
     net = CoverHunterNet(96, params.model, n_classes=0).eval()
-    n = sum(p.numel() for p in net.parameters())
-    assert 1_000_000 < n < 5_000_000
     assert net.embed(torch.randn(1, 1125, 96)).shape == (1, params.model.embedding_dim)
+
+
+def test_paper_size_model_has_the_measured_parameter_count(params):
+    """The paper's size (README): width 128, feed-forward 256, 6 blocks, 128 conv channels."""
+    paper = dataclasses.replace(params.model, d_model=128, ff_dim=256, n_blocks=6,
+                                subsample_channels=128)
+    net = CoverHunterNet(96, paper, n_classes=0)
+    assert sum(p.numel() for p in net.parameters()) == PAPER_SIZE_PARAMETERS

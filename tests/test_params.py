@@ -9,7 +9,7 @@ from conftest import ROOT
 def test_paper_defaults_are_read(params):
     f = params.features
     assert (f.n_bins, f.bins_per_octave, f.hop_length, f.frame_rate) == (96, 12, 640, 25.0)
-    assert params.model.n_blocks == 6
+    assert (params.model.n_heads, params.model.conv_kernel, params.model.frame_pool) == (4, 15, 3)
     assert (params.loss.focal_gamma, params.loss.center_weight,
             params.loss.triplet_margin, params.loss.triplet_weight) == (2.0, 0.01, 0.3, 0.1)
     assert (params.train.lr, params.train.lr_decay, params.train.lr_decay_steps) == (1e-3, 0.95, 1000)

@@ -32,7 +32,8 @@ class CoverHunterNet(nn.Module):
     def __init__(self, n_bins: int, p: ModelParams, n_classes: int):
         super().__init__()
         self.config = {"n_bins": n_bins, "n_classes": n_classes, "model": dataclasses.asdict(p)}
-        self.subsample = Subsampling(n_bins, p.subsample_channels, p.d_model, p.dropout)
+        self.subsample = Subsampling(n_bins, p.subsample_channels, p.d_model, p.dropout,
+                                     p.frame_pool, p.input_norm)
         self.blocks = nn.ModuleList(
             ConformerBlock(p.d_model, p.ff_dim, p.n_heads, p.conv_kernel, p.dropout)
             for _ in range(p.n_blocks))
