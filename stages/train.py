@@ -15,6 +15,7 @@ is the final model only (`artifacts/models/<name>/model.pt`), the loss history
 from __future__ import annotations
 
 import argparse
+import hashlib
 import dataclasses
 import shutil
 from pathlib import Path
@@ -29,6 +30,7 @@ from coverhunter.fine import AlignedChunks, AlignedPairSampler
 from coverhunter.extract import load_features, read_index
 from coverhunter.losses import CoverHunterLoss
 from coverhunter.model import CoverHunterNet
+from coverhunter.params import Params
 from coverhunter.plots import plot_loss
 from coverhunter.sampler import PKSampler
 from coverhunter.train import load_checkpoint, save_model, seed_everything, train
@@ -41,7 +43,7 @@ SECTIONS = {"coarse": ("features", "model", "loss", "train"),            # what 
 NOT_COARSE = ("coarse_to_fine",)   # train keys the coarse model ignores (dvc.yaml lists the rest)
 
 
-def _coarse_data(p, df: pd.DataFrame, works: list[str], feats: list) -> tuple:
+def _coarse_data(p: Params, df: pd.DataFrame, works: list[str], feats: list) -> tuple:
     """15 s chunks, 7.5 s hop, every chunk of every training recording [II-D coarse]."""
     labels = df["work_id"].map({w: i for i, w in enumerate(works)}).to_numpy()
     ds = ChunkDataset(feats, labels, p.train.chunk_s, p.train.hop_s, p.features.frame_rate)
@@ -50,7 +52,7 @@ def _coarse_data(p, df: pd.DataFrame, works: list[str], feats: list) -> tuple:
     return ds, sampler, np.bincount(ds.label, minlength=len(works))
 
 
-def _fine_data(p, alignments: pd.DataFrame, works: list[str], feats: dict) -> tuple:
+def _fine_data(p: Params, alignments: pd.DataFrame, works: list[str], feats: dict) -> tuple:
     """Aligned chunk pairs, each side 15–45 s from its aligned start [II-D fine]."""
     label_of = {w: i for i, w in enumerate(works)}
     ds = AlignedChunks(alignments, feats, label_of, p.features.frame_rate)
@@ -91,6 +93,8 @@ def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool =
         ds, sampler, counts = _fine_data(p, alignments, works, feats)
         steps = p.fine.max_steps
         extra = [pd.util.hash_pandas_object(alignments, index=False).sum().item()]
+        if p.fine.init == "coarse":   # the starting weights shape the run too
+            extra.append(hashlib.sha1((MODELS / "coarse" / "model.pt").read_bytes()).hexdigest())
     key = fingerprint(used, list(zip(df["recording_id"], df["work_id"], shas)), *extra)
     work_dir = WORK / f"{name}-{key}"
     seed_everything(p.train.seed)
