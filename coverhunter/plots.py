@@ -11,6 +11,7 @@ import pandas as pd
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 LOSS_TERMS = ("total", "focal", "center", "triplet")
 METRICS = ("mAP", "HR1", "P10")
@@ -72,6 +73,8 @@ def plot_alignment(similarity, threshold: float, delta: int | None, path: str | 
         rows = np.arange(sim.shape[0])
         keep = (rows + delta >= 0) & (rows + delta < sim.shape[1])
         ax.plot(rows[keep] + delta, rows[keep], color="red", lw=0.8, ls="--")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # chunk indices
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("chunk of version b")
     ax.set_ylabel("chunk of version a")
     ax.set_title(title, fontsize=9)
