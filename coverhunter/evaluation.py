@@ -42,16 +42,26 @@ def sets_from_manifest(df: pd.DataFrame, names: Sequence[str], features_dir: str
     return sets
 
 
-def evaluate_set(model: CoverHunterNet, s: EvalSet, p: EvalParams, frame_rate: float,
-                 device: str = "cpu") -> dict[str, float | int]:
-    """mAP, MR1, HR1, P10 (and query counts) of one set, leave-one-out."""
-    chunks = embed_recordings(model, s.features, p.chunk_s, p.hop_s, frame_rate,
-                              p.batch_chunks, device)
+def embed_set(model: CoverHunterNet, s: EvalSet, p: EvalParams, frame_rate: float,
+              device: str = "cpu") -> list[np.ndarray]:
+    """Chunk embeddings of every recording of a set: per recording ``(n_chunks_i, D)``."""
+    return embed_recordings(model, s.features, p.chunk_s, p.hop_s, frame_rate,
+                            p.batch_chunks, device)
+
+
+def score_set(s: EvalSet, chunks: Sequence[np.ndarray]) -> dict[str, float | int]:
+    """mAP, MR1, HR1, P10 (and query counts) of one set's chunk embeddings, leave-one-out."""
     d = track_distances(chunks, chunks)
     m = retrieval_metrics(d, s.work_ids, s.work_ids, s.recording_ids, s.recording_ids)
     m["n_recordings"] = len(s.recording_ids)
     m["n_works"] = len(set(s.work_ids))
     return m
+
+
+def evaluate_set(model: CoverHunterNet, s: EvalSet, p: EvalParams, frame_rate: float,
+                 device: str = "cpu") -> dict[str, float | int]:
+    """mAP, MR1, HR1, P10 (and query counts) of one set, leave-one-out."""
+    return score_set(s, embed_set(model, s, p, frame_rate, device))
 
 
 def evaluate_sets(model: CoverHunterNet, sets: Sequence[EvalSet], p: EvalParams,

@@ -95,6 +95,7 @@ class EvalParams:
     hop_s: float
     batch_chunks: int
     min_duration_s: float
+    tsne_perplexity: float   # the Fig. 3 map of the main test set
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""Figures for reports and MLflow: the training loss curve, per-set metrics and a chunk
-alignment."""
+"""Figures for reports and MLflow: the training loss curve, per-set metrics, a chunk
+alignment (Fig. 2a) and embedding maps (Fig. 3)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -79,6 +79,30 @@ def plot_alignment(similarity, threshold: float, delta: int | None, path: str | 
     ax.set_ylabel("chunk of version a")
     ax.set_title(title, fontsize=9)
     ax.legend(loc="upper left", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_embedding_maps(maps: Mapping[str, np.ndarray], work_ids: Sequence, path: str | Path,
+                        title: str) -> Path:
+    """Fig. 3: one 2-D map ``(n, 2)`` per model side by side, points coloured by work (the
+    colours cycle when there are more works than colours; each work also gets a marker)."""
+    works = sorted(set(work_ids))
+    index = np.array([works.index(w) for w in work_ids])
+    colours = plt.get_cmap("tab20")
+    markers = "os^Dv"
+    fig, axes = plt.subplots(1, len(maps), figsize=(5 * len(maps), 4.6), squeeze=False)
+    for ax, (model, xy) in zip(axes[0], maps.items()):
+        for k in range(len(works)):
+            on = index == k
+            ax.scatter(xy[on, 0], xy[on, 1], s=22, color=colours(k % 20),
+                       marker=markers[(k // 20) % len(markers)])
+        ax.set_title(model)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -3,8 +3,9 @@
 
 Scores the coarse and the fine model side by side (only the coarse one when
 `train.coarse_to_fine` is false) and, as a reference, an untrained network of the same
-shape. Writes `reports/metrics.json` ({model: {set: metrics}}) and
-`reports/plots/metrics.png`, logs both to MLflow, registers the final model (fine, or
+shape. Writes `reports/metrics.json` ({model: {set: metrics}}), `reports/plots/metrics.png` and
+`reports/plots/embeddings.png` (t-SNE of the main test set per trained model, Fig. 3),
+logs them to MLflow, registers the final model (fine, or
 coarse without coarse-to-fine) as `coverhunter` and gives it the alias `champion` only if
 its mAP on `data.main_test_set` beats the current champion's.
 """
@@ -17,10 +18,11 @@ from pathlib import Path
 import mlflow
 
 from coverhunter import registry, tracking
-from coverhunter.evaluation import evaluate_sets, sets_from_manifest
+from coverhunter.embedding_map import recording_vectors, tsne_map
+from coverhunter.evaluation import embed_set, score_set, sets_from_manifest
 from coverhunter.model import CoverHunterNet
 from coverhunter.params import Params
-from coverhunter.plots import plot_metrics
+from coverhunter.plots import plot_embedding_maps, plot_metrics
 from coverhunter.report import flatten_metrics, metrics_table
 from coverhunter.train import load_model, resolve_device, seed_everything
 
@@ -47,11 +49,23 @@ def run(params_path: str | Path = PARAMS) -> dict:
     sets = sets_from_manifest(validated_manifest(), [p.data.val_split, *p.data.test_sets], FEATURES)
     device = resolve_device(p.train.device)
     candidates = {"untrained": untrained(p)} | {m: load_model(MODELS / m / "model.pt") for m in models}
-    metrics = {name: evaluate_sets(net, sets, p.evaluate, p.features.frame_rate, device)
-               for name, net in candidates.items()}
+    main = next((s for s in sets if s.name == p.data.main_test_set), None)
+    if main is None:
+        raise ValueError(f"data.main_test_set '{p.data.main_test_set}' has no recordings in the "
+                         f"manifest (sets found: {[s.name for s in sets]}); fix params.yaml")
+    metrics, maps = {}, {}
+    for name, net in candidates.items():
+        chunks = {s.name: embed_set(net, s, p.evaluate, p.features.frame_rate, device) for s in sets}
+        metrics[name] = {s.name: score_set(s, chunks[s.name]) for s in sets}
+        if name in models:                              # Fig. 3: the trained models' maps
+            maps[name] = tsne_map(recording_vectors(chunks[main.name]),
+                                  p.evaluate.tsne_perplexity, p.train.seed)
     write_json(METRICS_JSON, metrics)
     PLOTS.mkdir(parents=True, exist_ok=True)
     png = plot_metrics(metrics, PLOTS / "metrics.png")
+    pngs = [png, plot_embedding_maps(maps, main.work_ids, PLOTS / "embeddings.png",
+                                     f"t-SNE of the {main.name} set, one point per recording, "
+                                     "coloured by work")]
 
     final = models[-1]
     main_map = metrics[final][p.data.main_test_set]["mAP"]
@@ -61,7 +75,8 @@ def run(params_path: str | Path = PARAMS) -> dict:
                             tags={"registered_model": final}):
         mlflow.log_metrics(flatten_metrics(metrics))
         mlflow.log_artifact(str(METRICS_JSON))
-        mlflow.log_artifact(str(png))
+        for figure in pngs:
+            mlflow.log_artifact(str(figure))
         uri = registry.log_model(MODELS / final / "model.pt", p.features.n_bins, p.model.embedding_dim)
         decision = registry.register_and_promote(uri, f"{p.data.main_test_set}.mAP", main_map)
     tracking.end_parent_run(key)   # evaluate is the last stage of a pipeline run
