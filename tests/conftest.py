@@ -17,6 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 for key, value in {"DO_NOT_TRACK": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1",
                    "PREFECT_LOGGING_LEVEL": "WARNING",
+                   # a fresh Prefect home takes ~20 s to start its server on this machine,
+                   # Prefect's default limit; a loaded CI machine needs more
+                   "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
                    "PREFECT_HOME": tempfile.mkdtemp(prefix="prefect-home-")}.items():
     os.environ.setdefault(key, value)
 torch.set_num_threads(min(2, os.cpu_count() or 1))
