@@ -99,3 +99,27 @@ def probe_audio(path: str | Path) -> float:
     if decoded == 0:
         raise AudioDecodeError(f"{path}: the file holds no samples; remove or replace it")
     return decoded / rate
+
+
+def load_segment(path: str | Path, sample_rate: int, start_s: float, duration_s: float) -> np.ndarray:
+    """Decode ``duration_s`` seconds of ``path`` from ``start_s`` (cut short at the end of
+    the file) to mono float32 at ``sample_rate``: shape ``(≤ round(duration_s · rate),)``.
+
+    Only that stretch is read (a seek, then one read), at the file's own rate, and
+    resampled when the rates differ, so training can draw chunks of long recordings
+    without decoding them whole.
+    """
+    path = Path(path)
+    try:
+        with sf.SoundFile(str(path)) as handle:
+            rate = handle.samplerate
+            handle.seek(min(int(round(start_s * rate)), handle.frames))
+            audio = handle.read(int(round(duration_s * rate)), dtype="float32", always_2d=True)
+    except Exception as err:  # libsndfile raises several types for bad input
+        raise AudioDecodeError(
+            f"{path}: cannot decode {duration_s:.1f} s from {start_s:.1f} s ({err}); re-encode "
+            "it as wav/flac/ogg/mp3 or remove its row from the manifest") from err
+    mono = audio.mean(axis=1)  # (n,)
+    if rate != sample_rate and len(mono):
+        mono = soxr.resample(mono, rate, sample_rate, quality="HQ")
+    return np.ascontiguousarray(mono, dtype=np.float32)

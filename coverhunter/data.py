@@ -6,11 +6,22 @@ when it is batched.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from coverhunter.chunking import chunk_starts, seconds_to_frames
+
+
+@dataclass(frozen=True)
+class ChunkLocation:
+    """A training chunk's place in its recording, in feature frames: what the on-the-fly
+    audio tricks need to cut the same stretch from the audio (:mod:`coverhunter.batches`)."""
+    recording: int | str   # key of the recording (an index or an id, as the dataset names it)
+    start: int             # first frame
+    frames: int            # frames (cut short where the recording ends)
+    label: int             # work class
 
 
 class ChunkDataset:
@@ -39,6 +50,11 @@ class ChunkDataset:
         s = self.start[i]
         return np.asarray(self.features[self.recording[i]][s: s + self.size]), int(self.label[i])
 
+    def locate(self, i: int) -> ChunkLocation:
+        """Where item ``i`` lies: recording index, first frame, frames, label."""
+        s, r = int(self.start[i]), int(self.recording[i])
+        return ChunkLocation(r, s, min(self.size, len(self.features[r]) - s), int(self.label[i]))
+
 
 def pad_batch(chunks: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     """Zero-pad chunks ``(T_i, bins)`` to ``(B, max T, bins)``; also returns lengths ``(B,)``."""
@@ -47,9 +63,3 @@ def pad_batch(chunks: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]
     for row, c in enumerate(chunks):
         batch[row, : len(c)] = torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32))
     return batch, lengths
-
-
-def collate(items: Sequence[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``[(chunk, label)]`` → features ``(B, T, bins)``, lengths ``(B,)``, labels ``(B,)``."""
-    x, lengths = pad_batch([c for c, _ in items])
-    return x, lengths, torch.tensor([label for _, label in items])

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from coverhunter.chunking import seconds_to_frames
+from coverhunter.data import ChunkLocation
 from coverhunter.sampler import PKSampler
 
 
@@ -60,6 +61,12 @@ class AlignedChunks:
         s = self.start[row, side]
         feats = self.features[self.rec[row, side]]
         return np.asarray(feats[s: s + min(length, self.room[row])]), int(self.label[row])
+
+    def locate(self, spec: Sequence[int]) -> ChunkLocation:
+        """Where the chunk of ``spec`` lies: recording id, first frame, frames, label."""
+        row, side, length = (int(v) for v in spec)
+        return ChunkLocation(str(self.rec[row, side]), int(self.start[row, side]),
+                             min(length, int(self.room[row])), int(self.label[row]))
 
 
 class AlignedPairSampler:

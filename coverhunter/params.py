@@ -41,6 +41,7 @@ class FeatureParams:
 @dataclass(frozen=True)
 class ModelParams:
     """Conformer backbone, time pooling and bottleneck [II-A, II-B]."""
+    backbone: str
     frame_pool: int
     input_norm: str
     d_model: int
@@ -56,6 +57,18 @@ class ModelParams:
     pool_mask_prob: float
     gem_p: float
     embedding_dim: int
+    resnet_width: int
+    resnet_layers: list[int]
+
+    def __post_init__(self) -> None:
+        if self.backbone not in ("conformer", "resnet_ibn"):
+            raise ValueError(f"params: model.backbone must be 'conformer' or 'resnet_ibn', "
+                             f"got {self.backbone!r}")
+        if (not isinstance(self.resnet_layers, (list, tuple)) or len(self.resnet_layers) != 4
+                or any(not isinstance(n, int) or n < 1 for n in self.resnet_layers)):
+            raise ValueError(f"params: model.resnet_layers must be 4 block counts >= 1, "
+                             f"got {self.resnet_layers!r}")
+        object.__setattr__(self, "resnet_layers", [int(n) for n in self.resnet_layers])
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,8 @@ class TrainParams:
     checkpoint_every: int
     log_every: int
     pitch_roll_bins: int
+    tricks: bool
+    prefetch_batches: int
     coarse_to_fine: bool
     seed: int
     amp: bool

@@ -19,8 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from coverhunter.augment import random_pitch_roll
-from coverhunter.data import ChunkDataset, collate
+from coverhunter.batches import BatchMaker, BatchStream
 from coverhunter.losses import CoverHunterLoss
 from coverhunter.model import CoverHunterNet
 from coverhunter.params import TrainParams
@@ -75,10 +74,15 @@ def load_checkpoint(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def train(model: CoverHunterNet, loss_fn: CoverHunterLoss, dataset: ChunkDataset,
-          sampler: PKSampler, p: TrainParams, out_dir: str | Path,
-          callback: StepCallback | None = None, progress: bool = True) -> TrainResult:
-    """Train until ``p.max_steps``, resuming from ``out_dir/checkpoint.pt`` if present."""
+def train(model: CoverHunterNet, loss_fn: CoverHunterLoss, dataset, sampler: PKSampler,
+          p: TrainParams, out_dir: str | Path, callback: StepCallback | None = None,
+          progress: bool = True, make: BatchMaker | None = None) -> TrainResult:
+    """Train until ``p.max_steps``, resuming from ``out_dir/checkpoint.pt`` if present.
+
+    ``sampler.sample()`` draws a batch's specs and ``make(specs, step)`` builds it
+    (default: the dataset's stored chunks, no tricks; :mod:`coverhunter.batches`), built
+    ``p.prefetch_batches`` ahead on a background thread.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(p.device)
@@ -103,39 +107,44 @@ def train(model: CoverHunterNet, loss_fn: CoverHunterLoss, dataset: ChunkDataset
         _set_rng_state(state["rng"])
         step, history = state["step"], state["history"]
 
+    stream = BatchStream(sampler, make or BatchMaker(dataset, p.seed), step, p.prefetch_batches)
+
     def checkpoint() -> None:
         save_checkpoint(ckpt_path, {
             "model": model.state_dict(), "loss": loss_fn.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "sampler": sampler.state_dict(),
+            "scaler": scaler.state_dict(), "sampler": stream.sampler_state(),
             "rng": _rng_state(), "step": step, "history": history,
             "config": model.config})
 
     bar = tqdm(total=p.max_steps, initial=step, unit="step", desc="train",
                disable=not progress, dynamic_ncols=True)
-    while step < p.max_steps:
-        x, lengths, labels = collate([dataset[i] for i in sampler.sample()])
-        x, lengths, labels = x.to(device), lengths.to(device), labels.to(device)
-        x = random_pitch_roll(x, p.pitch_roll_bins)          # (B, T, bins), key augmentation
-        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-            out = model(x, lengths)
-        terms = loss_fn(out.pre.float(), out.embedding.float(), out.logits.float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(terms.total).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        step += 1
-        metrics = {name: float(value.detach()) for name, value in terms._asdict().items()}
-        metrics["lr"] = scheduler.get_last_lr()[0]
-        history.append(metrics)
-        if callback is not None:
-            callback(step, metrics)
-        bar.update(1)
-        bar.set_postfix(loss=f"{metrics['total']:.3f}")
-        if step % p.checkpoint_every == 0 or step == p.max_steps:
-            checkpoint()
-    bar.close()
+    try:
+        while step < p.max_steps:
+            batch = stream.next()
+            x, lengths, labels = (t.to(device) for t in batch[:3])  # (B, T, bins), (B,), (B,)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                out = model(x, lengths)
+            terms = loss_fn(out.pre.float(), out.embedding.float(), out.logits.float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(terms.total).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            step += 1
+            metrics = {name: float(value.detach()) for name, value in terms._asdict().items()}
+            metrics["lr"] = scheduler.get_last_lr()[0]
+            metrics["audio_augmented"] = batch.audio_items / len(labels)   # share of the batch
+            history.append(metrics)
+            if callback is not None:
+                callback(step, metrics)
+            bar.update(1)
+            bar.set_postfix(loss=f"{metrics['total']:.3f}")
+            if step % p.checkpoint_every == 0 or step == p.max_steps:
+                checkpoint()
+    finally:
+        stream.close()
+        bar.close()
     return TrainResult(step, history, ckpt_path if ckpt_path.exists() else None)
 
 

@@ -25,7 +25,11 @@ import numpy as np
 import pandas as pd
 
 from coverhunter import tracking
+from coverhunter.augment import FeatureAugment
+from coverhunter.augment_audio import AudioAugment
+from coverhunter.batches import AudioChunks, BatchMaker, OtherWorkAudio
 from coverhunter.data import ChunkDataset
+from coverhunter.features import CQTFrontEnd
 from coverhunter.fine import AlignedChunks, AlignedPairSampler
 from coverhunter.extract import load_features, read_index
 from coverhunter.losses import CoverHunterLoss
@@ -33,13 +37,13 @@ from coverhunter.model import CoverHunterNet
 from coverhunter.params import Params
 from coverhunter.plots import plot_loss
 from coverhunter.sampler import PKSampler
-from coverhunter.train import load_checkpoint, save_model, seed_everything, train
+from coverhunter.train import load_checkpoint, resolve_device, save_model, seed_everything, train
 
 from stages.common import (ALIGN, FEATURES, MODELS, PARAMS, REPORTS, SKIPPED, WORK,
                            fingerprint, load, validated_manifest, write_json)
 
-SECTIONS = {"coarse": ("features", "model", "loss", "train"),            # what each model's
-            "fine": ("features", "model", "loss", "train", "fine")}     # run reads from params.yaml
+SECTIONS = {"coarse": ("features", "model", "loss", "train", "augment"),         # what each
+            "fine": ("features", "model", "loss", "train", "augment", "fine")}  # model reads
 NOT_COARSE = ("coarse_to_fine",)   # train keys the coarse model ignores (dvc.yaml lists the rest)
 
 
@@ -59,6 +63,26 @@ def _fine_data(p: Params, alignments: pd.DataFrame, works: list[str], feats: dic
     sampler = AlignedPairSampler(ds, p.train.works_per_batch, p.train.versions_per_work,
                                  p.fine.min_s, p.fine.max_s, p.features.frame_rate, p.train.seed)
     return ds, sampler, 2 * np.bincount(ds.label, minlength=len(works))
+
+
+def batch_maker(p: Params, ds, keys: list, df: pd.DataFrame, labels: list[int],
+                longest_s: float) -> BatchMaker:
+    """How training batches are built: with ``train.tricks`` on, the audio tricks (speed,
+    noise, volume, with the CQT recomputed on the training device) and the CQT ones (pitch
+    roll, masks) of ``augment:`` [III-B]; off, the stored chunks as they are. ``keys``
+    name the recordings as ``ds.locate`` does, ``df`` holds their ``audio_file`` and
+    ``duration_s`` in the same order, ``labels`` their work classes; ``longest_s`` is the
+    longest training chunk (the other-work noise is cut that long, times the top speed)."""
+    if not p.train.tricks:
+        return BatchMaker(ds, p.train.seed)
+    a, f = p.augment, p.features
+    chunks = AudioChunks(dict(zip(keys, df["audio_file"])), f.sample_rate, f.hop_length)
+    other = OtherWorkAudio(chunks, keys, labels, df["duration_s"].astype(float).tolist(),
+                           longest_s * a.speed_rate[1])
+    return BatchMaker(ds, p.train.seed, audio=AudioAugment.from_params(a, f.sample_rate, other),
+                      chunks=chunks, front=CQTFrontEnd(f), other=other,
+                      features=FeatureAugment(a, p.train.pitch_roll_bins),
+                      device=resolve_device(p.train.device))
 
 
 def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool = True) -> dict:
@@ -85,13 +109,13 @@ def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool =
     if name == "coarse":
         works = sorted(df["work_id"].unique())
         ds, sampler, counts = _coarse_data(p, df, works, load_features(FEATURES, ids, index))
-        steps, extra = p.train.max_steps, []
+        steps, extra, keys, longest = p.train.max_steps, [], list(range(len(ids))), p.train.chunk_s
     else:
         alignments = pd.read_parquet(ALIGN / "alignments.parquet")
         works = sorted(alignments["work_id"].unique())
         feats = dict(zip(ids, load_features(FEATURES, ids, index)))
         ds, sampler, counts = _fine_data(p, alignments, works, feats)
-        steps = p.fine.max_steps
+        steps, keys, longest = p.fine.max_steps, ids, p.fine.max_s
         extra = [pd.util.hash_pandas_object(alignments, index=False).sum().item()]
         if p.fine.init == "coarse":   # the starting weights shape the run too
             extra.append(hashlib.sha1((MODELS / "coarse" / "model.pt").read_bytes()).hexdigest())
@@ -102,13 +126,16 @@ def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool =
     if name == "fine" and p.fine.init == "coarse":
         start_from(model, MODELS / "coarse" / "model.pt")
     loss = CoverHunterLoss(p.loss, counts, p.model.embedding_dim)
+    label_of = {w: i for i, w in enumerate(works)}
+    make = batch_maker(p, ds, keys, df, [label_of.get(w, -1) for w in df["work_id"]], longest)
 
     tracking.configure(Path.cwd())
     with tracking.stage_run(f"train_{name}", tracking.pipeline_key(raw), used,
                             tags={"model": name, "work_dir": str(work_dir)}):
         schedule = dataclasses.replace(p.train, max_steps=steps)
         result = train(model, loss, ds, sampler, schedule, work_dir,
-                       callback=tracking.step_logger(p.train.log_every), progress=progress)
+                       callback=tracking.step_logger(p.train.log_every), progress=progress,
+                       make=make)
         history = pd.DataFrame(result.history)
         history.insert(0, "step", np.arange(1, len(history) + 1))
         report_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,166 @@
+"""Training batches with the tricks on the fly [III-B]: audio cut under the stored frames,
+augmented, re-transformed; reproducible per step; exact resume of a prefetching stream."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from coverhunter.audio import load_segment
+from coverhunter.augment import FeatureAugment
+from coverhunter.augment_audio import AudioAugment
+from coverhunter.batches import AudioChunks, BatchMaker, BatchStream, OtherWorkAudio
+from coverhunter.data import ChunkDataset, ChunkLocation
+from coverhunter.features import CQTFrontEnd, extract_cqt
+from coverhunter.sampler import PKSampler
+
+from synth import tone
+
+SR = 16_000
+A4, E5 = 440.0, 659.255           # 12 semitones apart would be an octave; these are 7 apart
+OFF = dict(speed_prob=0.0, noise_prob=0.0, volume_prob=0.0, pitch_roll_prob=0.0, mask_prob=0.0)
+
+
+def _bin(params, hz: float) -> int:
+    """The CQT bin of a pitch: fmin · 2^(bin / bins_per_octave)."""
+    f = params.features
+    return int(round(f.bins_per_octave * np.log2(hz / f.fmin)))
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    """20 s: A4 for 8 s, then E5 (a pitch change at a known time), as a FLAC file."""
+    audio = np.concatenate([tone(A4, 8.0, SR, 0.3), tone(E5, 12.0, SR, 0.3)])
+    path = tmp_path_factory.mktemp("audio") / "rec.flac"
+    sf.write(path, audio, SR)
+    return path, audio
+
+
+def _maker(params, path, audio, seed=0, **augment):
+    p = dataclasses.replace(params.augment, **{**OFF, **augment})
+    front = CQTFrontEnd(params.features)
+    feats = extract_cqt([audio], front)                                       # [(T, bins)]
+    ds = ChunkDataset(feats, [0], 6.0, 3.0, params.features.frame_rate)     # 6 s chunks
+    chunks = AudioChunks({0: path}, SR, params.features.hop_length)
+    maker = BatchMaker(ds, seed, audio=AudioAugment.from_params(p, SR), chunks=chunks,
+                       front=front, features=FeatureAugment(p, 12))
+    return maker, ds
+
+
+def test_segment_reads_the_stretch_and_resamples(recording, tmp_path):
+    path, audio = recording
+    np.testing.assert_allclose(load_segment(path, SR, 7.0, 2.0), audio[7 * SR: 9 * SR], atol=1e-4)
+    assert len(load_segment(path, SR, 19.0, 5.0)) == SR                      # cut at the end
+    low = tmp_path / "8k.wav"
+    sf.write(low, tone(A4, 3.0, 8000, 0.3), 8000)
+    y = load_segment(low, SR, 1.0, 1.0)                                       # 8 kHz → 16 kHz
+    assert len(y) == SR
+    spectrum = np.abs(np.fft.rfft(y * np.hanning(len(y))))
+    assert abs(np.fft.rfftfreq(len(y), 1 / SR)[spectrum.argmax()] - A4) <= 1.0
+
+
+def test_audio_chunks_cut_the_samples_under_the_frames(params, recording):
+    path, audio = recording
+    hop = params.features.hop_length                                          # 640 samples
+    chunks = AudioChunks({"r": path}, SR, hop)
+    loc = ChunkLocation("r", start=50, frames=100, label=0)                   # 2 s .. 6 s
+    np.testing.assert_allclose(chunks.read(loc), audio[50 * hop: 150 * hop], atol=1e-4)
+    assert len(chunks.read(loc, rate=1.25)) == 125 * hop                      # 5 s for a ×1.25 stretch
+
+
+def test_tricks_off_gives_the_stored_chunks(params, recording):
+    path, audio = recording
+    maker, ds = _maker(params, path, audio)
+    plain = BatchMaker(ds, 0)(np.array([0, 2, 1]), step=5)
+    assert plain.audio_items == 0
+    for row, i in enumerate([0, 2, 1]):
+        stored = ds[i][0]
+        np.testing.assert_array_equal(plain.x[row, : len(stored)].numpy(), stored)
+        assert plain.lengths[row] == len(stored)
+
+
+def test_volume_only_recomputes_the_same_cqt(params, recording):
+    """A gain change leaves dB-re-max features unchanged: the re-transformed chunk matches
+    the stored one (away from the chunk's edges, where the CQT window sees zeros instead of
+    the neighbouring audio), which checks that the audio cut lines up with the frames."""
+    path, audio = recording
+    maker, ds = _maker(params, path, audio, volume_prob=1.0)
+    batch = maker(np.array([2]), step=0)                                      # chunk 6 s .. 12 s
+    assert batch.audio_items == 1
+    stored = ds[2][0]
+    assert batch.lengths[0] == len(stored) == 150
+    edge = 13                                                                 # ~0.5 s
+    inner = slice(edge, 150 - edge)
+    a4, e5 = _bin(params, A4), _bin(params, E5)
+    got = batch.x[0, inner].numpy()
+    np.testing.assert_allclose(got[:, [a4, e5]], stored[inner][:, [a4, e5]], atol=1.0)
+    # the pitch change at 8 s is 2 s = 50 frames into the chunk, in both
+    assert (got[: 50 - edge - 3].argmax(1) == a4).all()
+    assert (got[50 - edge + 3:].argmax(1) == e5).all()
+
+
+def test_speed_change_keeps_pitch_and_moves_the_change(params, recording):
+    """×2 speed: the 6 s chunk from 0 s reads 12 s of audio and plays it in 6 s, so the
+    change at 8 s lands at 4 s (100 frames); both tones keep their CQT bin."""
+    path, audio = recording
+    maker, ds = _maker(params, path, audio, speed_prob=1.0, speed_rate=[2.0, 2.0])
+    batch = maker(np.array([0]), step=0)
+    assert batch.audio_items == 1 and batch.lengths[0] == 150
+    peaks = batch.x[0, :150].numpy().argmax(1)
+    a4, e5 = _bin(params, A4), _bin(params, E5)
+    assert (peaks[10:92] == a4).all()
+    assert (peaks[108:140] == e5).all()
+
+
+def test_batches_are_reproducible_per_step(params, recording):
+    path, audio = recording
+    maker, _ = _maker(params, path, audio, speed_prob=0.2, noise_prob=0.2, volume_prob=0.2,
+                      pitch_roll_prob=1.0, mask_prob=0.5, seed=7)
+    specs = np.array([0, 1, 2, 3, 4, 0, 1, 2])
+    first, again, other = maker(specs, 3), maker(specs, 3), maker(specs, 4)
+    torch.testing.assert_close(first.x, again.x, rtol=0, atol=0)
+    assert first.audio_items == again.audio_items
+    assert not torch.equal(first.x, other.x)
+    assert 0 < first.audio_items < len(specs) or 0 < other.audio_items < len(specs)
+
+
+def test_other_work_noise_never_comes_from_the_same_work(params, tmp_path):
+    hop = params.features.hop_length
+    paths = {}
+    for key, level in (("a", 0.1), ("b", 0.2), ("c", 0.3)):
+        paths[key] = tmp_path / f"{key}.wav"
+        sf.write(paths[key], np.full(4 * SR, level, np.float32), SR)
+    other = OtherWorkAudio(AudioChunks(paths, SR, hop), ["a", "b", "c"], [0, 0, 1],
+                           [4.0, 4.0, 4.0], seconds=1.0)
+    rng = np.random.default_rng(0)
+    other.work = 0
+    drawn = [other(rng) for _ in range(10)]
+    assert all(len(d) == SR and np.allclose(d, 0.3, atol=1e-3) for d in drawn)   # only "c"
+    other.work = 1
+    levels = {round(float(other(rng).mean()), 1) for _ in range(20)}
+    assert levels == {0.1, 0.2}
+
+
+@pytest.mark.parametrize("ahead", [0, 2])
+def test_stream_state_resumes_the_next_unconsumed_batch(ahead):
+    labels = np.repeat(np.arange(4), 6)
+    recs = np.repeat(np.arange(12), 2)
+
+    def make(specs, step):
+        return specs, step
+
+    stream = BatchStream(PKSampler(labels, recs, 2, 2, seed=1), make, 0, ahead)
+    consumed = [stream.next() for _ in range(3)]
+    state = stream.sampler_state()
+    fourth = stream.next()
+    stream.close()
+    fresh = PKSampler(labels, recs, 2, 2, seed=1)
+    fresh.load_state_dict(state)
+    resumed = BatchStream(fresh, make, 3, ahead)
+    again = resumed.next()
+    resumed.close()
+    assert [s for _, s in consumed] == [0, 1, 2] and fourth[1] == again[1] == 3
+    np.testing.assert_array_equal(fourth[0], again[0])
