@@ -4,6 +4,7 @@ that read them, the coarse-to-fine switch, and the Prefect flow in-process."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -175,6 +176,37 @@ def test_coarse_to_fine_switch_skips_align_and_fine(repro):
     assert set(metrics) == {"untrained", "coarse"}
     assert yaml.safe_load((repo / "reports" / "align.json").read_text())["skipped"] is True
     assert not (repo / "artifacts" / "models" / "fine" / "model.pt").exists()
+
+
+def test_ablation_rows_are_dvc_experiments_and_a_table(repro):
+    """Two Table II rows (conformer, mean vs GeM pooling) as `dvc exp run`s: `dvc exp show`
+    lists them, the table holds the mAP each run wrote and their relative difference,
+    params.yaml is restored, and the project's champion is left alone (own store)."""
+    repo, _ = repro
+    params_before = (repo / "params.yaml").read_bytes()
+    store = f"sqlite:///{repo / 'mlflow.db'}"
+    from mlflow import MlflowClient
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
+    champion = client.get_model_version_by_alias("coverhunter", "champion").version
+    written = {}
+    for row in ("t2-conformer", "t2-conformer-gem"):
+        out = subprocess.run([str(BIN / "python"), "-m", "coverhunter.ablation", "run", "--rows", row],
+                             cwd=repo, env=env(), text=True, capture_output=True, timeout=900)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        written[row] = yaml.safe_load((repo / "reports" / "metrics.json").read_text())["coarse"]["test"]
+    assert (repo / "params.yaml").read_bytes() == params_before
+    shown = dvc(repo, "exp", "show", "--no-pager").stdout
+    assert re.search(r"\bt2-conformer\b(?!-)", shown) and "t2-conformer-gem" in shown
+    import csv
+    rows = list(csv.DictReader((repo / "reports" / "ablation" / "table.csv").open()))
+    assert [r["method"] for r in rows] == ["Conformer", "Conformer + GeM pooling"]
+    a, b = written["t2-conformer"]["mAP"], written["t2-conformer-gem"]["mAP"]
+    assert float(rows[0]["mAP"]) == pytest.approx(a) and float(rows[1]["mAP"]) == pytest.approx(b)
+    assert float(rows[1]["diff"]) == pytest.approx((b - a) / a)
+    assert float(rows[1]["HR1"]) == pytest.approx(written["t2-conformer-gem"]["HR1"])
+    assert client.get_model_version_by_alias("coverhunter", "champion").version == champion
+    ablation = f"sqlite:///{repo / 'reports' / 'ablation' / 'mlflow.db'}"
+    assert len(MlflowClient(ablation, ablation).search_model_versions("name='coverhunter'")) == 2
 
 
 def test_prefect_flow_runs_in_process(tmp_path, monkeypatch):
