@@ -15,7 +15,7 @@ export DVC_NO_ANALYTICS=1
 export PREFECT_LOGGING_LEVEL=WARNING
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=180
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo ablation bench clean
 
 # stages run `python -m ...`: make that the venv's python
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -39,9 +39,17 @@ demo: install
 	$(BIN)/dvc repro && $(BIN)/python -m stages.report && \
 	echo "make demo finished in $$(( $$(date +%s) - start )) s"
 
+# Table II on the demo catalogue: seven `dvc exp run`s (README: "Ablation"), then
+# reports/ablation/table.md; ROWS=t2-full,t2-conformer picks rows
+ablation: install
+	$(BIN)/python -m coverhunter.ablation run $(if $(ROWS),--rows $(ROWS))
+
 bench: install
 	$(BIN)/python benchmarks/bench_features.py
 	$(BIN)/python benchmarks/bench_model.py
+	$(BIN)/python benchmarks/bench_align.py
+	$(BIN)/python benchmarks/bench_augment.py
+	$(BIN)/python benchmarks/bench_train_tricks.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
