@@ -58,6 +58,9 @@ ROWS = (
     _row("t2-conformer-gem", "Conformer + GeM pooling", "conformer", "gem", True, False),
     _row("t2-conformer-attentive", "Conformer + time-domain (attentive) pooling", "conformer",
          "attentive", True, False),
+    # not in the paper's table: what the tricks do for the Conformer itself
+    _row("t2-conformer-attentive-notricks", "Conformer + attentive pooling w/o training tricks",
+         "conformer", "attentive", False, False),
     _row("t2-conformer-c2f", "Conformer + coarse-to-fine training", "conformer", "mean", True, True),
     _row("t2-full", "CoverHunter (full)", "conformer", "attentive", True, True),
 )
