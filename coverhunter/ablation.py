@@ -22,6 +22,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -129,7 +130,10 @@ def markdown(entries: list[dict], main_set: str) -> str:
 
 
 def _env() -> dict[str, str]:
+    """This interpreter's bin folder first on PATH (dvc and the stages' `python -m` come
+    from the same environment) and the ablation's own MLflow store."""
     env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{STORE.resolve()}"
     env.pop("MLFLOW_REGISTRY_URI", None)
     return env
@@ -147,7 +151,8 @@ def run(rows: tuple[Row, ...], extra: list[str]) -> None:
             cmd = ["dvc", "exp", "run", "--force", "-n", row.name]
             for o in [*row.overrides(), *extra]:
                 cmd += ["-S", o]
-            done = subprocess.run(cmd, env=_env())
+            env = _env()
+            done = subprocess.run(cmd, env=env, executable=shutil.which("dvc", path=env["PATH"]))
             if done.returncode:
                 raise SystemExit(f"ablation row {row.name!r} ({row.method}) failed: "
                                  f"dvc exp run exited {done.returncode}; fix it and re-run "
@@ -160,7 +165,7 @@ def report(rows: tuple[Row, ...] = ROWS) -> list[dict]:
     """Collect the rows from ``dvc exp show``, write ``reports/ablation/table.{md,csv}``,
     log both to MLflow (the ablation store), print the Markdown."""
     show = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True,
-                          check=True).stdout
+                          check=True, env=_env()).stdout
     main_set = yaml.safe_load(Path("params.yaml").read_text())["data"]["main_test_set"]
     entries = table_rows(rows, experiments(json.loads(show)), main_set)
     OUT.mkdir(parents=True, exist_ok=True)
