@@ -1,6 +1,7 @@
 """Model cost on this machine: parameters, forward time of one 45 s chunk (inference,
 Table III of the paper), training throughput (forward + backward + Adam, chunks/s) and
-peak memory, for the paper-default model and a few alternatives.
+peak memory, for the paper-default model and a few alternatives (among them the
+ResNet-IBN 50 baseline backbone of Table II at a few widths).
 
 Times are measured in one process, interleaving the configurations round by round, so that
 the ratios to the default are fair on a noisy shared machine; the peak memory of each
@@ -32,6 +33,9 @@ CONFIGS = [
     ("width 256, ff 1024", {"d_model": 256, "ff_dim": 1024}),
     ("pooling gem", {"pooling": "gem"}),
     ("pooling mean", {"pooling": "mean"}),
+    ("resnet_ibn width 8", {"backbone": "resnet_ibn", "resnet_width": 8}),
+    ("resnet_ibn width 16", {"backbone": "resnet_ibn", "resnet_width": 16}),
+    ("resnet_ibn width 64 (paper)", {"backbone": "resnet_ibn", "resnet_width": 64}),
 ]
 N_CLASSES = 1000
 
