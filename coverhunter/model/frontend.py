@@ -41,16 +41,32 @@ def subtract_chunk_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x - mean) * w
 
 
+def check_input_norm(frame_pool: int, input_norm: str) -> None:
+    if input_norm not in INPUT_NORMS:
+        raise ValueError(f"model.input_norm must be one of {INPUT_NORMS}, got {input_norm!r}")
+    if frame_pool < 1:
+        raise ValueError(f"model.frame_pool must be >= 1, got {frame_pool}")
+
+
+def normalise_input(x: torch.Tensor, lengths: torch.Tensor, frame_pool: int, input_norm: str,
+                    norm: MaskedBatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """The input normalisation every backbone starts with: frame averaging, the optional
+    chunk-mean removal, then BatchNorm over the bins (``norm``).
+    ``(B, T, F)`` → ``(B, ceil(T/k), F)`` and the new lengths."""
+    x, lengths = pool_frames(x, lengths, frame_pool)                     # (B, T/k, F)
+    mask = lengths_to_mask(lengths, x.shape[1])
+    if input_norm == "chunk_mean":
+        x = subtract_chunk_mean(x, mask)
+    return norm(x, mask), lengths
+
+
 class Subsampling(nn.Module):
     """``(B, T, bins)`` log-CQT → ``(B, ceil(ceil(ceil(T/k)/2)/2), d_model)``."""
 
     def __init__(self, n_bins: int, channels: int, d_model: int, dropout: float,
                  frame_pool: int = 1, input_norm: str = "none"):
         super().__init__()
-        if input_norm not in INPUT_NORMS:
-            raise ValueError(f"model.input_norm must be one of {INPUT_NORMS}, got {input_norm!r}")
-        if frame_pool < 1:
-            raise ValueError(f"model.frame_pool must be >= 1, got {frame_pool}")
+        check_input_norm(frame_pool, input_norm)
         self.frame_pool, self.input_norm = frame_pool, input_norm
         self.norm = MaskedBatchNorm(n_bins)
         self.conv1 = nn.Conv2d(1, channels, 3, stride=2, padding=1)
@@ -61,11 +77,8 @@ class Subsampling(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # x: (B, T, F); lengths: (B,)
-        x, lengths = pool_frames(x, lengths, self.frame_pool)           # (B, T/k, F)
-        mask = lengths_to_mask(lengths, x.shape[1])
-        if self.input_norm == "chunk_mean":
-            x = subtract_chunk_mean(x, mask)
-        x = self.norm(x, mask).unsqueeze(1)                             # (B, 1, T/k, F)
+        x, lengths = normalise_input(x, lengths, self.frame_pool, self.input_norm, self.norm)
+        x = x.unsqueeze(1)                                              # (B, 1, T/k, F)
         for conv in (self.conv1, self.conv2):
             x = torch.relu(conv(x))                                     # (B, C, T', F')
             lengths = strided_lengths(lengths)

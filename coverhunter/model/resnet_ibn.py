@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from coverhunter.model.frontend import INPUT_NORMS, pool_frames, subtract_chunk_mean
+from coverhunter.model.frontend import check_input_norm, normalise_input
 from coverhunter.model.masking import MaskedBatchNorm, lengths_to_mask, strided_lengths
 from coverhunter.params import ModelParams
 
@@ -217,10 +217,7 @@ class ResNetIBNEncoder(nn.Module):
 
     def __init__(self, n_bins: int, p: ModelParams):
         super().__init__()
-        if p.input_norm not in INPUT_NORMS:
-            raise ValueError(f"model.input_norm must be one of {INPUT_NORMS}, got {p.input_norm!r}")
-        if p.frame_pool < 1:
-            raise ValueError(f"model.frame_pool must be >= 1, got {p.frame_pool}")
+        check_input_norm(p.frame_pool, p.input_norm)
         self.frame_pool, self.input_norm = p.frame_pool, p.input_norm
         self.norm = MaskedBatchNorm(n_bins)
         self.body = ResNetIBN(p.resnet_width, p.resnet_layers)
@@ -229,11 +226,8 @@ class ResNetIBNEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # x: (B, T, F); lengths: (B,)
-        x, lengths = pool_frames(x, lengths, self.frame_pool)           # (B, T/k, F)
-        mask = lengths_to_mask(lengths, x.shape[1])
-        if self.input_norm == "chunk_mean":
-            x = subtract_chunk_mean(x, mask)
-        x = self.norm(x, mask).unsqueeze(1)                             # (B, 1, T/k, F)
+        x, lengths = normalise_input(x, lengths, self.frame_pool, self.input_norm, self.norm)
+        x = x.unsqueeze(1)                                              # (B, 1, T/k, F)
         x, lengths = self.body(x, lengths)                              # (B, C, T', F')
         x = self.proj(x.mean(dim=3).transpose(1, 2))                    # (B, T', d_model)
         return self.dropout(x), lengths
