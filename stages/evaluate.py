@@ -5,25 +5,35 @@ Scores the coarse and the fine model side by side (only the coarse one when
 `train.coarse_to_fine` is false) and, as a reference, an untrained network of the same
 shape. Writes `reports/metrics.json` ({model: {set: metrics}}), `reports/plots/metrics.png` and
 `reports/plots/embeddings.png` (t-SNE of the main test set per trained model, Fig. 3),
-logs them to MLflow, registers the final model (fine, or
-coarse without coarse-to-fine) as `coverhunter` and gives it the alias `champion` only if
-its mAP on `data.main_test_set` beats the current champion's.
+logs them and the final model (fine, or coarse without coarse-to-fine) to MLflow.
+
+Then, unless `run(promote=False)`, the champion/challenger step (`challenge`): the
+registry's current champion is downloaded and scored on the *same, current* sets with the
+same functions, the final model is registered as `coverhunter`, and the alias `champion`
+moves to it only if its `data.main_test_set` mAP is higher than the champion's by at least
+`flow.promotion_margin` (`coverhunter.registry`, which tags both versions with both metric
+sets and the reason). The retraining flow (`flows/retrain.py`) runs this stage with
+`promote=False` and calls `challenge` as its own task, so a retried evaluation never
+registers twice and there is one promotion rule.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import mlflow
 
 from coverhunter import registry, tracking
 from coverhunter.embedding_map import recording_vectors, tsne_map
-from coverhunter.evaluation import embed_set, score_set, sets_from_manifest
+from coverhunter.evaluation import EvalSet, embed_set, score_set, sets_from_manifest
 from coverhunter.model import CoverHunterNet
 from coverhunter.params import Params
 from coverhunter.plots import plot_embedding_maps, plot_metrics
 from coverhunter.report import flatten_metrics, metrics_table
+from coverhunter.registry import ChampionMeasurement, PromotionDecision, decision_markdown
 from coverhunter.train import load_model, resolve_device, seed_everything
 
 from stages.common import FEATURES, MODELS, PARAMS, PLOTS, REPORTS, load, validated_manifest, write_json
@@ -43,20 +53,42 @@ def trained_models(p: Params) -> tuple[str, ...]:
     return ("coarse", "fine") if p.train.coarse_to_fine else ("coarse",)
 
 
-def run(params_path: str | Path = PARAMS) -> dict:
-    p, raw = load(params_path)
-    models = trained_models(p)
+def promotion_margin(raw: dict) -> float:
+    """`flow.promotion_margin`: how much better (main test set mAP) a new model must be."""
+    return float(raw["flow"]["promotion_margin"])
+
+
+def current_sets(p: Params) -> list[EvalSet]:
+    """The validation and test sets of the validated manifest, with their features; the
+    main test set must be among them."""
     sets = sets_from_manifest(validated_manifest(), [p.data.val_split, *p.data.test_sets], FEATURES)
-    device = resolve_device(p.train.device)
-    candidates = {"untrained": untrained(p)} | {m: load_model(MODELS / m / "model.pt") for m in models}
-    main = next((s for s in sets if s.name == p.data.main_test_set), None)
-    if main is None:
+    if not any(s.name == p.data.main_test_set for s in sets):
         raise ValueError(f"data.main_test_set '{p.data.main_test_set}' has no recordings in the "
                          f"manifest (sets found: {[s.name for s in sets]}); fix params.yaml")
+    return sets
+
+
+def score_model(net: CoverHunterNet, sets: Sequence[EvalSet], p: Params,
+                device: str) -> tuple[dict, dict]:
+    """``({set: metrics}, {set: chunk embeddings})`` of one model on every set."""
+    chunks = {s.name: embed_set(net, s, p.evaluate, p.features.frame_rate, device) for s in sets}
+    return {s.name: score_set(s, chunks[s.name]) for s in sets}, chunks
+
+
+def run(params_path: str | Path = PARAMS, promote: bool = True) -> dict:
+    """Score, plot and log; with ``promote`` also register the final model (``challenge``)
+    and close the pipeline's MLflow parent run. Returns ``metrics`` ({model: {set: ...}}),
+    ``model`` (the final model's name), ``model_uri`` (its logged MLflow model) and, with
+    ``promote``, ``registered`` (the decision as a dict)."""
+    p, raw = load(params_path)
+    models = trained_models(p)
+    sets = current_sets(p)
+    device = resolve_device(p.train.device)
+    candidates = {"untrained": untrained(p)} | {m: load_model(MODELS / m / "model.pt") for m in models}
+    main = next(s for s in sets if s.name == p.data.main_test_set)
     metrics, maps = {}, {}
     for name, net in candidates.items():
-        chunks = {s.name: embed_set(net, s, p.evaluate, p.features.frame_rate, device) for s in sets}
-        metrics[name] = {s.name: score_set(s, chunks[s.name]) for s in sets}
+        metrics[name], chunks = score_model(net, sets, p, device)
         if name in models:                              # Fig. 3: the trained models' maps
             maps[name] = tsne_map(recording_vectors(chunks[main.name]),
                                   p.evaluate.tsne_perplexity, p.train.seed)
@@ -68,7 +100,6 @@ def run(params_path: str | Path = PARAMS) -> dict:
                                      "coloured by work")]
 
     final = models[-1]
-    main_map = metrics[final][p.data.main_test_set]["mAP"]
     tracking.configure(Path.cwd())
     key = tracking.pipeline_key(raw)
     with tracking.stage_run("evaluate", key, {s: raw[s] for s in SECTIONS},
@@ -78,9 +109,55 @@ def run(params_path: str | Path = PARAMS) -> dict:
         for figure in pngs:
             mlflow.log_artifact(str(figure))
         uri = registry.log_model(MODELS / final / "model.pt", p.features.n_bins, p.model.embedding_dim)
-        decision = registry.register_and_promote(uri, f"{p.data.main_test_set}.mAP", main_map)
-    tracking.end_parent_run(key)   # evaluate is the last stage of a pipeline run
-    return {"metrics": metrics, "registered": dataclasses.asdict(decision)}
+    out = {"metrics": metrics, "model": final, "model_uri": uri}
+    if promote:
+        out["registered"] = dataclasses.asdict(challenge(params_path, uri, metrics[final], sets=sets))
+        tracking.end_parent_run(key)   # evaluate is the last stage of a pipeline run
+    return out
+
+
+def measure_champion(p: Params, sets: Sequence[EvalSet], device: str,
+                     name: str = registry.DEFAULT_NAME) -> ChampionMeasurement | None:
+    """The registry's champion scored on ``sets`` (None when there is no champion). A
+    champion that cannot be downloaded or scored (e.g. a checkpoint for other CQT
+    settings) is returned with ``value=None`` and the error: it is then kept."""
+    version = registry.champion_version(name)
+    if version is None:
+        return None
+    try:
+        with tempfile.TemporaryDirectory(prefix="coverhunter-champion-") as tmp:
+            net = load_model(registry.download_checkpoint(f"models:/{name}/{version}", tmp))
+        metrics, _ = score_model(net, sets, p, device)
+    except Exception as err:   # noqa: BLE001  (recorded as the reason the champion is kept)
+        return ChampionMeasurement(version, None, None, f"{type(err).__name__}: {err}")
+    return ChampionMeasurement(version, float(metrics[p.data.main_test_set]["mAP"]), metrics)
+
+
+def challenge(params_path: str | Path, model_uri: str, metrics: dict,
+              sets: Sequence[EvalSet] | None = None) -> PromotionDecision:
+    """Champion/challenger: measure the current champion on the current sets (``sets``, or
+    those of the validated manifest), register ``model_uri`` (whose metrics on the same
+    sets are ``metrics``, {set: {metric: value}}) and apply the promotion rule with
+    ``flow.promotion_margin``. Logged as the MLflow child run ``promote`` (the champion's
+    metrics as ``champion.<set>.<metric>``, the decision as tags and ``decision.md``)."""
+    p, raw = load(params_path)
+    margin = promotion_margin(raw)
+    tracking.configure(Path.cwd())
+    sets = list(sets) if sets is not None else current_sets(p)
+    key = tracking.pipeline_key(raw)
+    used = {"data": raw["data"], "flow": {"promotion_margin": margin}}
+    with tracking.stage_run("promote", key, used, tags={"model_uri": model_uri}):
+        champion = measure_champion(p, sets, resolve_device(p.train.device))
+        if champion is not None and champion.metrics:
+            mlflow.log_metrics(flatten_metrics({"champion": champion.metrics}))
+        decision = registry.register_and_promote(
+            model_uri, f"{p.data.main_test_set}.mAP", metrics[p.data.main_test_set]["mAP"],
+            margin=margin, metrics=metrics, champion=champion)
+        mlflow.set_tags({"decision": decision.alias, "version": decision.version,
+                         "previous_champion": decision.previous_champion_version or "none",
+                         "reason": decision.reason})
+        mlflow.log_text(decision_markdown(decision), "decision.md")
+    return decision
 
 
 def main() -> None:
