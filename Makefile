@@ -15,7 +15,7 @@ export DVC_NO_ANALYTICS=1
 export PREFECT_LOGGING_LEVEL=WARNING
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=180
 
-.PHONY: install test demo ablation bench clean
+.PHONY: install test demo ablation retrain bench clean
 
 # stages run `python -m ...`: make that the venv's python
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -43,6 +43,10 @@ demo: install
 # reports/ablation/table.md; ROWS=t2-full,t2-conformer picks rows
 ablation: install
 	$(BIN)/python -m coverhunter.ablation run $(if $(ROWS),--rows $(ROWS))
+
+# the scheduled-retraining flow once, now (README: "Scheduled retraining")
+retrain: install
+	$(BIN)/python -m flows.retrain
 
 bench: install
 	$(BIN)/python benchmarks/bench_features.py
