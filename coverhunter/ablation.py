@@ -73,17 +73,21 @@ def final_model(metrics: dict) -> str:
 
 
 def experiments(show: list[dict]) -> dict[str, dict]:
-    """``dvc exp show --json`` → {experiment name: {"params": ..., "metrics": ...}}."""
-    found = {}
+    """``dvc exp show --json -A`` → {experiment name: {"params", "metrics", "timestamp",
+    "baseline"}}; a name run on several commits keeps its newest run."""
+    found: dict[str, dict] = {}
     for baseline in show:
         for exp in baseline.get("experiments") or []:
             for rev in exp.get("revs") or []:
                 data, name = rev.get("data"), rev.get("name") or exp.get("name")
                 if not data or not name:
                     continue
-                found[name] = {
+                entry = {
                     "params": data["params"]["params.yaml"]["data"],
-                    "metrics": (data.get("metrics") or {}).get("reports/metrics.json", {}).get("data")}
+                    "metrics": (data.get("metrics") or {}).get("reports/metrics.json", {}).get("data"),
+                    "timestamp": data.get("timestamp") or "", "baseline": baseline.get("rev", "")}
+                if name not in found or entry["timestamp"] > found[name]["timestamp"]:
+                    found[name] = entry
     return found
 
 
@@ -104,7 +108,7 @@ def table_rows(rows: tuple[Row, ...], found: dict[str, dict], main_set: str) -> 
                  "MR1": main["MR1"], "HR1": main["HR1"]}
         entry |= {f"mAP {name}": s["mAP"] for name, s in scores.items()
                   if name != main_set and name != exp["params"]["data"]["val_split"]}
-        entry |= {"model": model, "experiment": row.name}
+        entry |= {"model": model, "experiment": row.name, "commit": exp["baseline"][:7]}
         out.append(entry)
     return out
 
@@ -164,7 +168,7 @@ def run(rows: tuple[Row, ...], extra: list[str]) -> None:
 def report(rows: tuple[Row, ...] = ROWS) -> list[dict]:
     """Collect the rows from ``dvc exp show``, write ``reports/ablation/table.{md,csv}``,
     log both to MLflow (the ablation store), print the Markdown."""
-    show = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True,
+    show = subprocess.run(["dvc", "exp", "show", "--json", "--all-commits"], capture_output=True, text=True,
                           check=True, env=_env()).stdout
     main_set = yaml.safe_load(Path("params.yaml").read_text())["data"]["main_test_set"]
     entries = table_rows(rows, experiments(json.loads(show)), main_set)

@@ -6,8 +6,8 @@ import pytest
 from coverhunter.ablation import ROWS, experiments, final_model, markdown, table_rows
 
 
-def _exp(name: str, metrics: dict) -> dict:
-    return {"name": name, "revs": [{"name": name, "data": {
+def _exp(name: str, metrics: dict, timestamp: str = "2026-11-22T04:00:00") -> dict:
+    return {"name": name, "revs": [{"name": name, "data": {"timestamp": timestamp,
         "params": {"params.yaml": {"data": {"data": {"val_split": "val"}}}},
         "metrics": {"reports/metrics.json": {"data": metrics}}}}]}
 
@@ -19,7 +19,9 @@ def _scores(m: float, mr1: float, hr1: float, variants: float) -> dict:
 
 
 SHOW = [{"rev": "workspace", "name": None, "data": {}},
-        {"rev": "abc", "name": "main", "experiments": [
+        {"rev": "0ld0ld0", "name": None, "experiments": [   # an older run of a row: replaced
+            _exp("t2-full", {"coarse": _scores(0.9, 1.0, 1.0, 0.9)}, "2026-11-21T10:00:00")]},
+        {"rev": "abcdef0123", "name": "main", "experiments": [
             _exp("t2-resnet", {"untrained": _scores(0.1, 9, 0, 0.1), "coarse": _scores(0.5, 3.0, 0.4, 0.3)}),
             _exp("t2-full", {"coarse": _scores(0.55, 2.5, 0.5, 0.35), "fine": _scores(0.6, 2.0, 0.6, 0.4)}),
             _exp("someone-elses", {"coarse": _scores(0.99, 1.0, 1.0, 0.9)})]}]
@@ -35,7 +37,8 @@ def test_table_rows_use_the_final_model_and_the_baseline_difference():
     assert (full["MR1"], full["HR1"], full["mAP test_variants"]) == (2.0, 0.6, 0.4)
     assert "mAP val" not in full                                      # val is not a test set
     md = markdown(entries, "test")
-    assert "| CoverHunter (full) | 0.600 | +20.0% | 2.000 | 0.600 | 0.400 | fine | t2-full |" in md
+    assert full["commit"] == "abcdef0"                               # the newest run
+    assert "| CoverHunter (full) | 0.600 | +20.0% | 2.000 | 0.600 | 0.400 | fine | t2-full | abcdef0 |" in md
     assert md.splitlines()[2].split(" | ")[2] == "-"                  # the baseline's diff
 
 
