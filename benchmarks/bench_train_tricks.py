@@ -54,7 +54,7 @@ def catalogue(folder: Path, sr: int) -> pd.DataFrame:
             path = folder / f"w{w}-v{v}.flac"
             sf.write(path, audio, sr)
             rows.append({"recording_id": path.stem, "work_id": f"w{w}", "audio_file": str(path),
-                         "duration_s": SECONDS})
+                         "measured_duration_s": SECONDS})
     return pd.DataFrame(rows)
 
 

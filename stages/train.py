@@ -70,18 +70,21 @@ def batch_maker(p: Params, ds, keys: list, df: pd.DataFrame, labels: list[int],
     """How training batches are built: with ``train.tricks`` on, the audio tricks (speed,
     noise, volume, with the CQT recomputed on the training device) and the CQT ones (pitch
     roll, masks) of ``augment:`` [III-B]; off, the stored chunks as they are. ``keys``
-    name the recordings as ``ds.locate`` does, ``df`` holds their ``audio_file`` and
-    ``duration_s`` in the same order, ``labels`` their work classes; ``longest_s`` is the
-    longest training chunk (the other-work noise is cut that long, times the top speed)."""
+    name the recordings as ``ds.locate`` does, ``df`` (the validated manifest) holds their
+    ``audio_file`` and ``measured_duration_s`` in the same order, ``labels`` their work
+    classes; ``longest_s`` is the longest training chunk (the other-work noise is cut that
+    long, times the top speed). With every audio probability 0 no audio is read."""
     if not p.train.tricks:
         return BatchMaker(ds, p.train.seed)
     a, f = p.augment, p.features
+    features = FeatureAugment(a, p.train.pitch_roll_bins)
+    if max(a.speed_prob, a.noise_prob, a.volume_prob) == 0:
+        return BatchMaker(ds, p.train.seed, features=features)
     chunks = AudioChunks(dict(zip(keys, df["audio_file"])), f.sample_rate, f.hop_length)
-    other = OtherWorkAudio(chunks, keys, labels, df["duration_s"].astype(float).tolist(),
+    other = OtherWorkAudio(chunks, keys, labels, df["measured_duration_s"].astype(float).tolist(),
                            longest_s * a.speed_rate[1])
     return BatchMaker(ds, p.train.seed, audio=AudioAugment.from_params(a, f.sample_rate, other),
-                      chunks=chunks, front=CQTFrontEnd(f), other=other,
-                      features=FeatureAugment(a, p.train.pitch_roll_bins),
+                      chunks=chunks, front=CQTFrontEnd(f), other=other, features=features,
                       device=resolve_device(p.train.device))
 
 

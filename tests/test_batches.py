@@ -164,3 +164,36 @@ def test_stream_state_resumes_the_next_unconsumed_batch(ahead):
     resumed.close()
     assert [s for _, s in consumed] == [0, 1, 2] and fourth[1] == again[1] == 3
     np.testing.assert_array_equal(fourth[0], again[0])
+
+
+def test_stage_batch_maker_wires_every_trick(params, tmp_path):
+    """stages.train.batch_maker from params: audio steps on every chunk with noise from the
+    other work only, then the CQT tricks; tricks off or audio probabilities 0 read no audio."""
+    import pandas as pd
+    from stages.train import batch_maker
+    files = []
+    for i, hz in enumerate((A4, E5)):
+        files.append(tmp_path / f"r{i}.flac")
+        sf.write(files[-1], tone(hz, 10.0, SR, 0.3), SR)
+    df = pd.DataFrame({"audio_file": [str(f) for f in files], "measured_duration_s": [10.0, 10.0]})
+    feats = extract_cqt([sf.read(f, dtype="float32")[0] for f in files], CQTFrontEnd(params.features))
+    ds = ChunkDataset(feats, [0, 1], 6.0, 3.0, params.features.frame_rate)
+    every = dataclasses.replace(params.augment, speed_prob=1.0, noise_prob=1.0, volume_prob=1.0,
+                                noise_coloured_share=0.0, noise_folder_share=0.0,
+                                noise_other_work_share=1.0, mask_prob=0.0, pitch_roll_prob=0.0)
+    p = dataclasses.replace(params, augment=every)
+    specs = np.arange(len(ds))
+    batch = batch_maker(p, ds, [0, 1], df, [0, 1], 6.0)(specs, step=0)
+    assert batch.audio_items == len(ds) and batch.labels.tolist() == ds.label.tolist()
+    # the other work's tone is mixed in: each chunk now holds both pitches
+    a4, e5 = _bin(params, A4), _bin(params, E5)
+    mid = batch.x[:, 20:130].mean(1)                                          # (B, bins)
+    assert (mid[:, a4] > -40).all() and (mid[:, e5] > -40).all()
+    stored = ds[0][0][20:130].mean(0)
+    assert stored[e5] < -40                                                   # not before mixing
+    quiet = dataclasses.replace(params, augment=dataclasses.replace(
+        every, speed_prob=0.0, noise_prob=0.0, volume_prob=0.0))
+    assert batch_maker(quiet, ds, [0, 1], df, [0, 1], 6.0).audio is None
+    off = dataclasses.replace(p, train=dataclasses.replace(p.train, tricks=False))
+    plain = batch_maker(off, ds, [0, 1], df, [0, 1], 6.0)
+    assert plain.audio is None and plain.features is None
