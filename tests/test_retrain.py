@@ -226,9 +226,9 @@ def test_a_run_waits_for_the_lock_within_lock_wait_s(repo, no_stage_may_run):
         holder.join()
         # released within the wait: the run goes on (and here fails on the first stage it runs)
         set_params(root, "flow", lock_wait_s=10)
+        held.clear()                  # before the holder starts: it may set it at once
         holder = threading.Thread(target=hold, args=(0.5,))
         holder.start()
-        held.clear()
         assert held.wait(timeout=60)
         state = run_retrain(root, return_state=True)
         holder.join()
