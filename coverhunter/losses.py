@@ -88,7 +88,9 @@ class CoverHunterLoss(nn.Module):
     def __init__(self, p: LossParams, class_counts: Sequence[int], embedding_dim: int):
         super().__init__()
         self.p = p
-        self.focal = FocalLoss(inverse_frequency_alpha(class_counts), p.focal_gamma)
+        alpha = (inverse_frequency_alpha(class_counts) if p.focal_alpha == "inverse_frequency"
+                 else torch.ones(len(class_counts)))
+        self.focal = FocalLoss(alpha, p.focal_gamma)
         self.center = CenterLoss(len(class_counts), embedding_dim)
 
     def forward(self, pre: torch.Tensor, embedding: torch.Tensor, logits: torch.Tensor,

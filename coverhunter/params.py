@@ -57,6 +57,7 @@ class ModelParams:
     pool_mask_prob: float
     gem_p: float
     embedding_dim: int
+    neck: str
     resnet_width: int
     resnet_layers: list[int]
 
@@ -64,6 +65,8 @@ class ModelParams:
         if self.backbone not in ("conformer", "resnet_ibn"):
             raise ValueError(f"params: model.backbone must be 'conformer' or 'resnet_ibn', "
                              f"got {self.backbone!r}")
+        if self.neck not in ("bnneck", "linear"):
+            raise ValueError(f"params: model.neck must be 'bnneck' or 'linear', got {self.neck!r}")
         if (not isinstance(self.resnet_layers, (list, tuple)) or len(self.resnet_layers) != 4
                 or any(not isinstance(n, int) or n < 1 for n in self.resnet_layers)):
             raise ValueError(f"params: model.resnet_layers must be 4 block counts >= 1, "
@@ -79,6 +82,12 @@ class LossParams:
     center_weight: float
     triplet_margin: float
     triplet_weight: float
+    focal_alpha: str        # inverse_frequency: α_c = N / (C·n_c) (eq. 1) | none: α = 1
+
+    def __post_init__(self) -> None:
+        if self.focal_alpha not in ("inverse_frequency", "none"):
+            raise ValueError(f"params: loss.focal_alpha must be 'inverse_frequency' or 'none', "
+                             f"got {self.focal_alpha!r}")
 
 
 @dataclass(frozen=True)
@@ -111,6 +120,31 @@ class EvalParams:
     batch_chunks: int
     min_duration_s: float
     tsne_perplexity: float   # the Fig. 3 map of the main test set
+    train_works: int         # training works (all their versions) also scored as the set train_works; 0 = off
+
+    def __post_init__(self) -> None:
+        if isinstance(self.train_works, bool) or not isinstance(self.train_works, int) or self.train_works < 0:
+            raise ValueError(f"params: evaluate.train_works must be an integer >= 0, got {self.train_works!r}")
+
+
+@dataclass(frozen=True)
+class BaselineParams:
+    """Training-free reference rows (coverhunter/baselines.py): chroma 2DFTM and mean chroma."""
+    block_frames: int      # feature frames averaged into one chroma block (25 -> 25/block_frames per s)
+    chroma_power: float    # each block is divided by its max and raised to this power
+    patch_frames: int      # 2DFTM patch length, in blocks
+    patch_hop: int         # blocks between 2DFTM patch starts
+    power: float           # the median 2DFTM is raised to this before the L2 normalisation
+
+    def __post_init__(self) -> None:
+        problems = [f"baselines.{k} must be an integer >= 1, got {getattr(self, k)!r}"
+                    for k in ("block_frames", "patch_frames", "patch_hop")
+                    if isinstance(getattr(self, k), bool) or not isinstance(getattr(self, k), int)
+                    or getattr(self, k) < 1]
+        problems += [f"baselines.{k} must be > 0, got {getattr(self, k)!r}"
+                     for k in ("chroma_power", "power") if not getattr(self, k) > 0]
+        if problems:
+            raise ValueError("params: " + "; ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -209,6 +243,7 @@ class Params:
     loss: LossParams
     train: TrainParams
     evaluate: EvalParams
+    baselines: BaselineParams
     align: AlignParams
     fine: FineParams
     augment: AugmentParams
@@ -235,7 +270,8 @@ def section(cls: type[T], raw: dict[str, Any], name: str) -> T:
 def from_dict(raw: dict[str, Any]) -> Params:
     """Parse the whole parameter tree (extra top-level sections are left to their stages)."""
     classes = {"features": FeatureParams, "model": ModelParams, "loss": LossParams,
-               "train": TrainParams, "evaluate": EvalParams, "align": AlignParams,
+               "train": TrainParams, "evaluate": EvalParams, "baselines": BaselineParams,
+               "align": AlignParams,
                "fine": FineParams, "augment": AugmentParams, "data": DataParams}
     missing = [k for k in classes if k not in raw]
     if missing:

@@ -313,8 +313,9 @@ def test_added_training_recordings_promote_over_a_worse_champion(repo, tmp_path)
     from coverhunter.train import load_checkpoint, save_model
     root, _ = repo
     state = load_checkpoint(root / "artifacts" / "models" / "fine" / "model.pt")
-    for key in ("bottleneck.weight", "bottleneck.bias"):
-        state["model"][key].zero_()
+    for key in ("bottleneck.weight", "bottleneck.bias", "bottleneck.linear.weight"):
+        if key in state["model"]:   # a linear neck, or the linear part of a BNNeck
+            state["model"][key].zero_()
     constant = save_model(state, tmp_path / "constant.pt")
     tracking.configure(root)
     cfg = state["config"]

@@ -1,8 +1,9 @@
 """The assembled network [II-A, II-B, II-C].
 
 log-CQT ``(B, T, bins)`` → BatchNorm + down-sampling → N Conformer blocks → time pooling
-→ pre-bottleneck vector (triplet loss) → linear bottleneck → embedding (focal and center
-losses; the retrieval embedding) → classifier logits (focal loss, training only).
+→ pre-bottleneck vector (triplet loss) → bottleneck (``model.neck``: linear, or linear +
+BatchNorm, neck.py) → embedding (focal and center losses; the retrieval embedding) →
+classifier logits (focal loss, training only).
 
 ``model.backbone: resnet_ibn`` swaps the down-sampling and Conformer blocks for the
 paper's ResNet-IBN 50 baseline [Table II] (resnet_ibn.py); the rest is unchanged.
@@ -18,13 +19,16 @@ from torch import nn
 from coverhunter.model.conformer import ConformerBlock
 from coverhunter.model.frontend import Subsampling
 from coverhunter.model.masking import lengths_to_mask
+from coverhunter.model.neck import build_neck
 from coverhunter.model.pooling import build_pooling
 from coverhunter.model.resnet_ibn import ResNetIBNEncoder
 from coverhunter.params import ModelParams
 
 # Model keys added after checkpoints were first saved, with the values those checkpoints
 # were trained with: the Conformer backbone (the ResNet keys are then unused).
-LEGACY_MODEL_KEYS = {"backbone": "conformer", "resnet_width": 16, "resnet_layers": [3, 4, 6, 3]}
+# The neck key came later still: those checkpoints have the paper's linear bottleneck.
+LEGACY_MODEL_KEYS = {"backbone": "conformer", "resnet_width": 16, "resnet_layers": [3, 4, 6, 3],
+                     "neck": "linear"}
 
 
 class ModelOutput(NamedTuple):
@@ -51,7 +55,7 @@ class CoverHunterNet(nn.Module):
                 for _ in range(p.n_blocks))
         self.pool = build_pooling(p.pooling, p.d_model, p.pool_dim, p.pool_hidden,
                                   p.pool_mask_prob, p.gem_p)
-        self.bottleneck = nn.Linear(p.pool_dim, p.embedding_dim)
+        self.bottleneck = build_neck(p.neck, p.pool_dim, p.embedding_dim)
         self.classifier = nn.Linear(p.embedding_dim, n_classes, bias=False) if n_classes else None
 
     @classmethod
