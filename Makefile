@@ -15,7 +15,7 @@ export DVC_NO_ANALYTICS=1
 export PREFECT_LOGGING_LEVEL=WARNING
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=180
 
-.PHONY: install test demo ablation retrain bench clean
+.PHONY: install test demo pretrain ablation retrain bench clean
 
 # stages run `python -m ...`: make that the venv's python
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -29,6 +29,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt -e ".[dev]"
 	# tinysoundfont's playback extra (pyaudio) is not needed to render offline
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps tinysoundfont==0.3.7
+	# the second General MIDI soundfont (FluidR3 Mono, MIT licence), drawn by demo.size=large
+	test -f /usr/share/sounds/sf3/FluidR3Mono_GM.sf3 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fluidr3mono-gm-soundfont; } || echo "note: demo.size=large needs: apt-get install fluidr3mono-gm-soundfont"
 	touch $@
 
 test: install
@@ -38,6 +40,14 @@ demo: install
 	@start=$$(date +%s); \
 	$(BIN)/dvc repro && $(BIN)/python -m stages.report && \
 	echo "make demo finished in $$(( $$(date +%s) - start )) s"
+
+# The pipeline on the large catalogue in its own workspace (pretrain/), then the final model
+# exported to models/pretrained with its model card, scored on the demo's sets too.
+pretrain: install
+	$(BIN)/python -m stages.pretrain setup
+	cd pretrain && PYTHONPATH=$(CURDIR) $(abspath $(BIN))/dvc repro
+	$(BIN)/dvc repro demo
+	$(BIN)/python -m stages.pretrain export
 
 # Table II on the demo catalogue: seven `dvc exp run`s (README: "Ablation"), then
 # reports/ablation/table.md; ROWS=t2-full,t2-conformer picks rows

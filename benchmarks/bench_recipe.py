@@ -17,7 +17,6 @@ import argparse
 import copy
 import dataclasses
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -62,8 +61,10 @@ class _Swap:
 
     def __init__(self, net: CoverHunterNet, which: str):
         self.net, self.which, self.saved = net, which, net.bottleneck
+        self.classifier = net.classifier
 
     def __enter__(self):
+        self.net.classifier = None                   # logits are not needed to embed
         if self.which == "linear":
             self.net.bottleneck = self.saved.linear
         elif self.which == "pre":
@@ -73,7 +74,7 @@ class _Swap:
         return self.net
 
     def __exit__(self, *exc):
-        self.net.bottleneck = self.saved
+        self.net.bottleneck, self.net.classifier = self.saved, self.classifier
 
 
 def score(net: CoverHunterNet, sets: list[EvalSet], p, which: str) -> dict:
@@ -84,7 +85,7 @@ def score(net: CoverHunterNet, sets: list[EvalSet], p, which: str) -> dict:
 
 
 def run_row(raw: dict, seed: int, steps: int, sets: list[EvalSet], df: pd.DataFrame,
-            embeddings: list[str]) -> list[dict]:
+            embeddings: list[str], work: Path) -> list[dict]:
     raw = override(raw, {"train.seed": seed, "train.max_steps": steps, "train.device": "cpu",
                          "train.prefetch_batches": 0})
     p = from_dict(raw)
@@ -102,9 +103,8 @@ def run_row(raw: dict, seed: int, steps: int, sets: list[EvalSet], df: pd.DataFr
     make = (BatchMaker(ds, seed, features=FeatureAugment(p.augment, p.train.pitch_roll_bins))
             if p.train.tricks else BatchMaker(ds, seed))
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        result = train(net, loss, ds, sampler, p.train, tmp, progress=False, make=make)
-    wall = time.perf_counter() - t0
+    result = train(net, loss, ds, sampler, p.train, work, progress=False, make=make)  # resumes
+    wall = result.history[-1]["elapsed_s"] if result.history else time.perf_counter() - t0
     final_loss = float(np.mean([h["total"] for h in result.history[-20:]]))
     rows = []
     for which in embeddings:
@@ -133,7 +133,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=800)
     ap.add_argument("--embeddings", nargs="+", default=["bn"], choices=["bn", "linear", "pre"])
     ap.add_argument("--out", default=str(ROOT / "reports" / "recipe" / "runs.csv"))
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1: robust when other jobs share the cores)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -160,7 +161,8 @@ def main() -> None:
             if ((done["row"] == name) & (done["seed"] == seed) & (done["steps"] == args.steps)).any():
                 continue
             t0 = time.perf_counter()
-            recs = run_row(override(raw, changes or {}), seed, args.steps, sets, df, args.embeddings)
+            work = out.parent / "work" / f"{name}-{seed}-{args.steps}"
+            recs = run_row(override(raw, changes or {}), seed, args.steps, sets, df, args.embeddings, work)
             done = pd.concat([done, pd.DataFrame([{"row": name, "steps": args.steps, **r} for r in recs])],
                              ignore_index=True)
             tmp = out.with_suffix(".tmp")

@@ -1,4 +1,5 @@
-"""Audio-domain transforms: gain, noise at an exact SNR, coloured noise, room reverb.
+"""Audio-domain transforms: gain, noise at an exact SNR, coloured noise, room reverb,
+shelving EQ and a compressor.
 
 Each function is small and pure: it takes mono float32 audio of shape ``(n_samples,)``
 and returns a new float32 array (the input is never modified). Functions that draw
@@ -14,9 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import fft as sp_fft
-from scipy.signal import oaconvolve
+from scipy.signal import oaconvolve, sosfilt
 
-__all__ = ["coloured_noise", "fade", "gain_db", "mix_at_snr", "peak_normalise", "reverb"]
+__all__ = ["coloured_noise", "compress", "fade", "gain_db", "mix_at_snr", "peak_normalise",
+           "reverb", "shelf_eq"]
 
 _DB_60 = 3.0 * np.log(10.0)  # ln(1000): an amplitude falls 60 dB when its log falls this much
 
@@ -116,3 +118,71 @@ def fade(x: np.ndarray, sample_rate: int, in_s: float = 0.0, out_s: float = 0.0)
         else:
             y[-n:] *= ramp[::-1]
     return y
+
+
+def _shelf_sos(sample_rate: int, hz: float, db: float, high: bool) -> np.ndarray:
+    """One second-order section of a shelving filter (the audio-EQ cookbook's shelves with
+    slope 1): ``db`` of gain below (``high=False``) or above ``hz``."""
+    a = 10.0 ** (db / 40.0)
+    w0 = 2.0 * np.pi * hz / sample_rate
+    cos, alpha = np.cos(w0), np.sin(w0) / 2.0 * np.sqrt(2.0)
+    k = 2.0 * np.sqrt(a) * alpha
+    s = -1.0 if high else 1.0  # the high shelf is the low shelf with the cos terms negated
+    b = [a * ((a + 1) - s * (a - 1) * cos + k), s * 2 * a * ((a - 1) - s * (a + 1) * cos),
+         a * ((a + 1) - s * (a - 1) * cos - k)]
+    den = [(a + 1) + s * (a - 1) * cos + k, -s * 2 * ((a - 1) + s * (a + 1) * cos),
+           (a + 1) + s * (a - 1) * cos - k]
+    return np.array([[*(np.array(b) / den[0]), 1.0, den[1] / den[0], den[2] / den[0]]])
+
+
+def shelf_eq(x: np.ndarray, sample_rate: int, low_db: float, high_db: float,
+             low_hz: float = 250.0, high_hz: float = 3000.0) -> np.ndarray:
+    """``x`` through a low shelf (``low_db`` below about ``low_hz``) and a high shelf
+    (``high_db`` above about ``high_hz``): a tone control, as a mixing desk's EQ.
+    Frequencies between the two keep their level. Shape ``(n,)`` -> ``(n,)``."""
+    if not 0 < low_hz < high_hz < sample_rate / 2:
+        raise ValueError(f"shelf_eq: need 0 < low_hz < high_hz < sample_rate / 2, got "
+                         f"{low_hz}, {high_hz}, {sample_rate}")
+    y = np.asarray(x, dtype=np.float64)
+    if y.size == 0 or (low_db == 0.0 and high_db == 0.0):
+        return y.astype(np.float32)
+    sos = np.concatenate([_shelf_sos(sample_rate, low_hz, low_db, False),
+                          _shelf_sos(sample_rate, high_hz, high_db, True)])
+    return sosfilt(sos, y).astype(np.float32)
+
+
+def compress(x: np.ndarray, sample_rate: int, threshold_db: float, ratio: float,
+             attack_s: float = 0.01, release_s: float = 0.15,
+             hop_s: float = 0.005) -> np.ndarray:
+    """``x`` through a feed-forward compressor: where its level (RMS over ``hop_s``
+    windows, dBFS) is above ``threshold_db``, the excess is divided by ``ratio``.
+
+    The gain follows the level with a one-pole smoother (``attack_s`` when the gain falls,
+    ``release_s`` when it recovers) and is interpolated between windows. No make-up gain:
+    a louder passage comes out quieter, a quiet one unchanged. ``ratio`` 1 returns ``x``.
+    Shape ``(n,)`` -> ``(n,)``.
+    """
+    if ratio < 1.0 or attack_s <= 0 or release_s <= 0 or hop_s <= 0:
+        raise ValueError(f"compress: need ratio >= 1 and positive times, got {ratio}, "
+                         f"{attack_s}, {release_s}, {hop_s}")
+    y = np.asarray(x, dtype=np.float64)
+    if y.size == 0 or ratio == 1.0:
+        return y.astype(np.float32)
+    hop = max(1, round(hop_s * sample_rate))
+    n_hops = -(-y.size // hop)
+    frames = np.zeros(n_hops * hop)
+    frames[:y.size] = y
+    power = np.mean(frames.reshape(n_hops, hop) ** 2, axis=1)
+    level = 10.0 * np.log10(np.maximum(power, 1e-12))
+    target = np.minimum(0.0, (threshold_db - level) * (1.0 - 1.0 / ratio))
+    attack = np.exp(-hop / (attack_s * sample_rate))
+    release = np.exp(-hop / (release_s * sample_rate))
+    gain = np.empty(n_hops)
+    g = 0.0
+    for i, t in enumerate(target.tolist()):
+        c = attack if t < g else release
+        g = c * g + (1.0 - c) * t
+        gain[i] = g
+    centres = (np.arange(n_hops) + 0.5) * hop
+    per_sample = np.interp(np.arange(y.size), centres, gain)
+    return (y * 10.0 ** (per_sample / 20.0)).astype(np.float32)

@@ -110,6 +110,12 @@ class TrainParams:
     seed: int
     amp: bool
     device: str
+    init: str              # pretrained: the coarse model starts from <pretrained>/model.pt | scratch
+    pretrained: str        # folder of the shipped checkpoint (model.pt, MODEL_CARD.md)
+
+    def __post_init__(self) -> None:
+        if self.init not in ("pretrained", "scratch"):
+            raise ValueError(f"params: train.init must be 'pretrained' or 'scratch', got {self.init!r}")
 
 
 @dataclass(frozen=True)
@@ -123,15 +129,17 @@ class EvalParams:
     train_works: int         # training works (all their versions) also scored as the set train_works; 0 = off
 
     def __post_init__(self) -> None:
-        if isinstance(self.train_works, bool) or not isinstance(self.train_works, int) or self.train_works < 0:
-            raise ValueError(f"params: evaluate.train_works must be an integer >= 0, got {self.train_works!r}")
+        n = self.train_works
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"params: evaluate.train_works must be an integer >= 0, got {n!r}")
 
 
 @dataclass(frozen=True)
 class BaselineParams:
-    """Training-free reference rows (coverhunter/baselines.py): chroma 2DFTM and mean chroma."""
-    block_frames: int      # feature frames averaged into one chroma block (25 -> 25/block_frames per s)
-    chroma_power: float    # each block is divided by its max and raised to this power
+    """One set of constants of the training-free reference rows (coverhunter/baselines.py):
+    chroma 2DFTM and key-invariant mean chroma. ``baselines:`` maps a profile name to one."""
+    chroma_power: float    # each chroma frame is divided by its max and raised to this power
+    block_frames: int      # 2DFTM: chroma frames averaged per block (25 -> 25/block_frames per s)
     patch_frames: int      # 2DFTM patch length, in blocks
     patch_hop: int         # blocks between 2DFTM patch starts
     power: float           # the median 2DFTM is raised to this before the L2 normalisation
@@ -243,7 +251,7 @@ class Params:
     loss: LossParams
     train: TrainParams
     evaluate: EvalParams
-    baselines: BaselineParams
+    baselines: dict[str, BaselineParams]   # profile name -> constants (classic, tuned)
     align: AlignParams
     fine: FineParams
     augment: AugmentParams
@@ -267,16 +275,23 @@ def section(cls: type[T], raw: dict[str, Any], name: str) -> T:
     return cls(**raw)
 
 
+def profiles(cls: type[T], raw: dict[str, Any], name: str) -> dict[str, T]:
+    """A section that maps profile names to one ``cls`` each (``baselines:``)."""
+    if not isinstance(raw, dict) or not raw:
+        raise ValueError(f"params: section '{name}' must map profile names to settings")
+    return {k: section(cls, v, f"{name}.{k}") for k, v in raw.items()}
+
+
 def from_dict(raw: dict[str, Any]) -> Params:
     """Parse the whole parameter tree (extra top-level sections are left to their stages)."""
     classes = {"features": FeatureParams, "model": ModelParams, "loss": LossParams,
-               "train": TrainParams, "evaluate": EvalParams, "baselines": BaselineParams,
-               "align": AlignParams,
+               "train": TrainParams, "evaluate": EvalParams, "align": AlignParams,
                "fine": FineParams, "augment": AugmentParams, "data": DataParams}
-    missing = [k for k in classes if k not in raw]
+    missing = [k for k in (*classes, "baselines") if k not in raw]
     if missing:
         raise ValueError(f"params: missing section(s) {', '.join(missing)}")
-    return Params(**{k: section(classes[k], raw[k], k) for k in classes})
+    return Params(**{k: section(classes[k], raw[k], k) for k in classes},
+                  baselines=profiles(BaselineParams, raw["baselines"], "baselines"))
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -37,20 +37,27 @@ def plot_loss(history: Sequence[Mapping[str, float]], path: str | Path, title: s
 
 
 def plot_metrics(metrics: Mapping[str, Mapping[str, Mapping[str, float]]], path: str | Path) -> Path:
-    """Grouped bars: for each metric and test set, one bar per model."""
+    """Grouped bars: for each metric and test set, one bar per model (any number of
+    models; a set a model was not scored on is left empty). The legend sits under the
+    panels, so it never hides a bar."""
     models = list(metrics)
-    sets = list(next(iter(metrics.values())))
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.6), sharey=True)
+    sets = list(dict.fromkeys(s for m in metrics.values() for s in m))
+    colours = plt.get_cmap("tab10")
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(max(4.0, 0.9 * len(sets) + 1.5) * len(METRICS), 4.2),
+                             sharey=True, squeeze=False)
     width = 0.8 / len(models)
-    for ax, metric in zip(axes, METRICS):
+    for ax, metric in zip(axes[0], METRICS):
         for k, model in enumerate(models):
-            values = [metrics[model][s][metric] for s in sets]
-            ax.bar([i + k * width for i in range(len(sets))], values, width, label=model)
-        ax.set_xticks([i + width * (len(models) - 1) / 2 for i in range(len(sets))], sets)
+            values = [metrics[model][s][metric] if s in metrics[model] else np.nan for s in sets]
+            ax.bar([i + k * width for i in range(len(sets))], values, width, label=model,
+                   color=colours(k % 10))
+        ax.set_xticks([i + width * (len(models) - 1) / 2 for i in range(len(sets))], sets,
+                      rotation=20, ha="right", fontsize=8)
         ax.set_title(metric)
         ax.set_ylim(0, 1)
-    axes[0].legend()
-    fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(models), 6), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08 + 0.04 * ((len(models) - 1) // 6), 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +120,8 @@ def train(model: CoverHunterNet, loss_fn: CoverHunterLoss, dataset, sampler: PKS
 
     bar = tqdm(total=p.max_steps, initial=step, unit="step", desc="train",
                disable=not progress, dynamic_ncols=True)
+    # wall time across resumed segments: the last checkpointed step's elapsed_s plus this segment's
+    elapsed0, t0 = (history[-1].get("elapsed_s", 0.0) if history else 0.0), time.perf_counter()
     try:
         while step < p.max_steps:
             batch = stream.next()
@@ -135,6 +138,7 @@ def train(model: CoverHunterNet, loss_fn: CoverHunterLoss, dataset, sampler: PKS
             metrics = {name: float(value.detach()) for name, value in terms._asdict().items()}
             metrics["lr"] = scheduler.get_last_lr()[0]
             metrics["audio_augmented"] = batch.audio_items / len(labels)   # share of the batch
+            metrics["elapsed_s"] = elapsed0 + time.perf_counter() - t0
             history.append(metrics)
             if callback is not None:
                 callback(step, metrics)

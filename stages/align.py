@@ -3,9 +3,13 @@ grid chunks (7.5 s hop) with the coarse model and align each pair of versions of
 
 Writes `artifacts/align/alignments.parquet` (one row per aligned chunk pair),
 `artifacts/align/pairs.parquet` (every pair of versions: matches, Δ, aligned count, or
-why it has none), `artifacts/align/alignment.png` (Fig. 2a for a sample pair) and the
-summary `reports/align.json`; logs them to MLflow. With `train.coarse_to_fine: false` it
-writes empty tables marked as skipped, and train_fine does not train.
+why it has none; and how many of its aligned chunk pairs are right),
+`artifacts/align/alignment.png` (Fig. 2a for a sample pair) and the summary
+`reports/align.json`; logs them to MLflow. On the demo catalogue, whose manifest records
+how each version was made, the summary's `truth_*` numbers say how right the alignment is
+(coverhunter/align_truth.py); on other catalogues they are null. With
+`train.coarse_to_fine: false` it writes empty tables marked as skipped, and train_fine
+does not train.
 """
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ import pandas as pd
 from coverhunter import tracking
 from coverhunter.align import (ALIGNMENT_COLUMNS, SUMMARY_COLUMNS, WorkChunks, align_catalogue,
                                embed_grid_chunks)
+from coverhunter.align_truth import (PAIR_TRUTH_COLUMNS, Timeline, demo_section_bounds,
+                                     has_truth_columns, judge, manifest_timelines)
 from coverhunter.chunking import seconds_to_frames
 from coverhunter.extract import load_features, read_index
 from coverhunter.plots import plot_alignment
@@ -51,6 +57,20 @@ def summarise(pairs: pd.DataFrame, alignments: pd.DataFrame, n_works: int) -> di
             "pairs_nonzero_delta": int((aligned["delta"] != 0).sum())}
 
 
+def timelines(df: pd.DataFrame, manifest_path: str | Path, raw: dict) -> dict[str, Timeline]:
+    """The ground-truth timelines of the manifest's recordings (coverhunter/align_truth.py):
+    only for a demo manifest (the recipe columns, the demo build's tune cache beside it and
+    the `demo.sections` it was cut with); empty otherwise, and the truth is then null.
+    (A change of `demo.sections` changes every recipe hash, hence the validated manifest,
+    so DVC reruns this stage without declaring it.)"""
+    sections = (raw.get("demo") or {}).get("sections")
+    cache = Path(manifest_path).parent / "cache"
+    if not has_truth_columns(df) or not isinstance(sections, int) or not cache.is_dir():
+        return {}
+    sources = df["source"].dropna().astype(str).unique().tolist()
+    return manifest_timelines(df, demo_section_bounds(cache, sources, sections))
+
+
 MIN_DRAWN_ALIGNED = 3   # aligned chunk pairs a drawn pair needs (a diagonal, not a dot)
 
 
@@ -75,7 +95,7 @@ def run(params_path: str | Path = PARAMS, progress: bool = True) -> dict:
     used = {s: raw[s] for s in SECTIONS}
     if not p.train.coarse_to_fine:
         pd.DataFrame(columns=ALIGNMENT_COLUMNS).to_parquet(ALIGNMENTS)
-        pd.DataFrame(columns=SUMMARY_COLUMNS).to_parquet(PAIRS)
+        pd.DataFrame(columns=SUMMARY_COLUMNS + PAIR_TRUTH_COLUMNS).to_parquet(PAIRS)
         PICTURE.unlink(missing_ok=True)
         summary = {"skipped": True, "reason": "train.coarse_to_fine is false"}
         write_json(SUMMARY, summary)
@@ -95,21 +115,23 @@ def run(params_path: str | Path = PARAMS, progress: bool = True) -> dict:
                            [by_id[r][1] for r in g["recording_id"]])
              for w, g in df.groupby("work_id", sort=True)}
     alignments, pairs = align_catalogue(works, p.align.threshold, progress=progress)
+    hop = seconds_to_frames(p.train.hop_s, p.features.frame_rate) / p.features.frame_rate
+    _, pair_truth, truth = judge(alignments, pairs, timelines(df, p.data.manifest, raw), hop)
+    pairs = pd.concat([pairs, pair_truth], axis=1)
     alignments.to_parquet(ALIGNMENTS)
     pairs.to_parquet(PAIRS)
-    summary = summarise(pairs, alignments, len(works))
+    summary = {**summarise(pairs, alignments, len(works)), **truth}
     write_json(SUMMARY, summary)
 
     PICTURE.unlink(missing_ok=True)
     pick = sample_pair(pairs)
     tracking.configure(Path.cwd())
     with tracking.stage_run("align", tracking.pipeline_key(raw), used):
-        mlflow.log_metrics({k: float(v) for k, v in summary.items()})
+        mlflow.log_metrics({k: float(v) for k, v in summary.items() if v is not None})
         mlflow.log_artifact(str(SUMMARY))
         mlflow.log_artifact(str(PAIRS))
         if pick is not None:
             a, b = by_id[pick["rec_a"]][0], by_id[pick["rec_b"]][0]       # (n_a, D), (n_b, D)
-            hop = seconds_to_frames(p.train.hop_s, p.features.frame_rate) / p.features.frame_rate
             plot_alignment(a @ b.T, p.align.threshold, int(pick["delta"]), PICTURE,
                            f"work {pick['work_id']}: {pick['rec_a']} vs {pick['rec_b']} "
                            f"({pick['matches']} matches, {pick['aligned']} aligned)", hop)

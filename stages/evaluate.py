@@ -2,10 +2,16 @@
 45 s non-overlapping chunks, closest-chunk-pair distance; mAP, MR1, HR1, P10.
 
 Scores the coarse and the fine model side by side (only the coarse one when
-`train.coarse_to_fine` is false) and, as a reference, an untrained network of the same
-shape. Writes `reports/metrics.json` ({model: {set: metrics}}), `reports/plots/metrics.png` and
+`train.coarse_to_fine` is false) and, as references, an untrained network of the same
+shape and the training-free baselines of `coverhunter.baselines` (rows `baseline_2dftm`,
+`baseline_chroma`). Besides val and the test sets, every row is also scored on
+`train_works`: a fixed sample of `evaluate.train_works` training works (drawn with
+`train.seed`, all their versions), so over- and under-fitting show. Writes
+`reports/metrics.json` ({model: {set: metrics}}), `reports/plots/metrics.png` and
 `reports/plots/embeddings.png` (t-SNE of the main test set per trained model, Fig. 3),
-logs them and the final model (fine, or coarse without coarse-to-fine) to MLflow.
+logs them and the final model (fine, or coarse without coarse-to-fine) to MLflow. Only
+the final model is ever registered or compared with the champion; the reference rows
+never are.
 
 Then, unless `run(promote=False)`, the champion/challenger step (`challenge`): the
 registry's current champion is downloaded and scored on the *same, current* sets with the
@@ -25,8 +31,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import mlflow
+import numpy as np
+import pandas as pd
 
 from coverhunter import registry, tracking
+from coverhunter.baselines import score_baselines
 from coverhunter.embedding_map import recording_vectors, tsne_map
 from coverhunter.evaluation import EvalSet, embed_set, score_set, sets_from_manifest
 from coverhunter.model import CoverHunterNet
@@ -38,8 +47,9 @@ from coverhunter.train import load_model, resolve_device, seed_everything
 
 from stages.common import FEATURES, MODELS, PARAMS, PLOTS, REPORTS, load, validated_manifest, write_json
 
-SECTIONS = ("features", "model", "evaluate", "data")
+SECTIONS = ("features", "model", "evaluate", "baselines", "data")
 METRICS_JSON = REPORTS / "metrics.json"
+TRAIN_WORKS = "train_works"     # the set name of the sampled training works
 
 
 def untrained(p: Params) -> CoverHunterNet:
@@ -58,13 +68,32 @@ def promotion_margin(raw: dict) -> float:
     return float(raw["flow"]["promotion_margin"])
 
 
+def train_works_rows(df: pd.DataFrame, p: Params) -> pd.DataFrame:
+    """The manifest rows of ``evaluate.train_works`` training works (every version), drawn
+    without replacement with ``train.seed`` from the sorted work ids (all of them when
+    there are fewer), with ``split`` set to ``train_works``. Empty when the key is 0."""
+    train = df[df["split"] == p.data.train_split]
+    works = sorted(train["work_id"].unique(), key=str)
+    n = min(p.evaluate.train_works, len(works))
+    picked = [works[i] for i in np.random.default_rng(p.train.seed).choice(len(works), n, replace=False)]
+    return train[train["work_id"].isin(picked)].assign(split=TRAIN_WORKS)
+
+
 def current_sets(p: Params) -> list[EvalSet]:
-    """The validation and test sets of the validated manifest, with their features; the
+    """The validation and test sets of the validated manifest, with their features, then
+    the ``train_works`` sample of training works (when ``evaluate.train_works`` > 0); the
     main test set must be among them."""
-    sets = sets_from_manifest(validated_manifest(), [p.data.val_split, *p.data.test_sets], FEATURES)
+    if TRAIN_WORKS in p.data.splits:
+        raise ValueError(f"the split name '{TRAIN_WORKS}' is reserved for evaluate.train_works; "
+                         "rename that split in data:")
+    df = validated_manifest()
+    sets = sets_from_manifest(df, [p.data.val_split, *p.data.test_sets], FEATURES)
     if not any(s.name == p.data.main_test_set for s in sets):
         raise ValueError(f"data.main_test_set '{p.data.main_test_set}' has no recordings in the "
                          f"manifest (sets found: {[s.name for s in sets]}); fix params.yaml")
+    sample = train_works_rows(df, p)
+    if len(sample):
+        sets += sets_from_manifest(sample, [TRAIN_WORKS], FEATURES)
     return sets
 
 
@@ -86,12 +115,16 @@ def run(params_path: str | Path = PARAMS, promote: bool = True) -> dict:
     device = resolve_device(p.train.device)
     candidates = {"untrained": untrained(p)} | {m: load_model(MODELS / m / "model.pt") for m in models}
     main = next(s for s in sets if s.name == p.data.main_test_set)
-    metrics, maps = {}, {}
+    scored, maps = {}, {}
     for name, net in candidates.items():
-        metrics[name], chunks = score_model(net, sets, p, device)
+        scored[name], chunks = score_model(net, sets, p, device)
         if name in models:                              # Fig. 3: the trained models' maps
             maps[name] = tsne_map(recording_vectors(chunks[main.name]),
                                   p.evaluate.tsne_perplexity, p.train.seed)
+    # rows: the references (untrained, training-free baselines), then the trained models
+    metrics = ({"untrained": scored["untrained"]}
+               | score_baselines(sets, p.baselines, p.features.bins_per_octave)
+               | {m: scored[m] for m in models})
     write_json(METRICS_JSON, metrics)
     PLOTS.mkdir(parents=True, exist_ok=True)
     png = plot_metrics(metrics, PLOTS / "metrics.png")

@@ -5,8 +5,10 @@
 The manifest is validated with the same suite as the pipeline's (bad rows are named and
 stop the run). Features are extracted into a cache shared by scoring runs. Every split
 other than `data.train_split` is scored as a test set, leave-one-out, with the pipeline's
-inference settings. Writes `<out>/metrics.json`, `<out>/validation.{json,md}` and a plot,
-and logs them to MLflow as a `score` run.
+inference settings, beside the training-free reference rows of `coverhunter.baselines`
+(`baseline_2dftm`, `baseline_chroma`, computed from the same features). Writes
+`<out>/metrics.json`, `<out>/validation.{json,md}` and a plot, and logs them to MLflow as a
+`score` run.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from pathlib import Path
 import mlflow
 
 from coverhunter import registry, tracking
+from coverhunter.baselines import score_baselines
 from coverhunter.evaluation import evaluate_sets, sets_from_manifest
 from coverhunter.extract import extract_catalogue
 from coverhunter.manifest import read_manifest
@@ -58,10 +61,11 @@ def run(manifest: str | Path, model: str = "champion", out: str | Path = REPORTS
         net = resolve_model(model, Path(tmp))
     sets = sets_from_manifest(df, splits, SCORE_FEATURES)
     metrics = {model: evaluate_sets(net, sets, p.evaluate, p.features.frame_rate, device)}
+    metrics |= score_baselines(sets, p.baselines, p.features.bins_per_octave)
     write_json(out / "metrics.json", metrics)
     png = plot_metrics(metrics, out / "metrics.png")
     key = f"score-{fingerprint(str(Path(manifest).resolve()), model)}"
-    with tracking.stage_run("score", key, {s: raw[s] for s in ("features", "evaluate")},
+    with tracking.stage_run("score", key, {s: raw[s] for s in ("features", "evaluate", "baselines")},
                             tags={"manifest": str(Path(manifest).resolve()), "model": model}):
         mlflow.log_metrics(flatten_metrics(metrics))
         for f in (out / "metrics.json", png, result.report_md):

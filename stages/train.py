@@ -34,6 +34,7 @@ from coverhunter.fine import AlignedChunks, AlignedPairSampler
 from coverhunter.extract import load_features, read_index
 from coverhunter.losses import CoverHunterLoss
 from coverhunter.model import CoverHunterNet
+from coverhunter.model.network import LEGACY_MODEL_KEYS
 from coverhunter.params import Params
 from coverhunter.plots import plot_loss
 from coverhunter.sampler import PKSampler
@@ -113,6 +114,8 @@ def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool =
         works = sorted(df["work_id"].unique())
         ds, sampler, counts = _coarse_data(p, df, works, load_features(FEATURES, ids, index))
         steps, extra, keys, longest = p.train.max_steps, [], list(range(len(ids))), p.train.chunk_s
+        if p.train.init == "pretrained":   # the starting weights shape the run too
+            extra.append(hashlib.sha1(pretrained_path(p).read_bytes()).hexdigest())
     else:
         alignments = pd.read_parquet(ALIGN / "alignments.parquet")
         works = sorted(alignments["work_id"].unique())
@@ -128,6 +131,8 @@ def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool =
     model = CoverHunterNet(p.features.n_bins, p.model, len(works))
     if name == "fine" and p.fine.init == "coarse":
         start_from(model, MODELS / "coarse" / "model.pt")
+    if name == "coarse" and p.train.init == "pretrained":
+        start_from(model, pretrained_path(p))
     loss = CoverHunterLoss(p.loss, counts, p.model.embedding_dim)
     label_of = {w: i for i, w in enumerate(works)}
     make = batch_maker(p, ds, keys, df, [label_of.get(w, -1) for w in df["work_id"]], longest)
@@ -156,11 +161,33 @@ def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool =
     return summary
 
 
+def pretrained_path(p: Params) -> Path:
+    """The shipped checkpoint ``<train.pretrained>/model.pt``; a clear error when absent."""
+    path = Path(p.train.pretrained) / "model.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"train.init is 'pretrained' but {path} does not exist: run "
+                                "`make pretrain`, or train from scratch with -S train.init=scratch")
+    return path
+
+
+# model keys that change no weight shape or meaning: a checkpoint may differ in them
+SHAPE_FREE = ("dropout", "pool_mask_prob")
+
+
 def start_from(model: CoverHunterNet, path: Path) -> None:
     """Copy a trained model's weights into ``model``, all but its classifier (the fine
-    model's classes are the works that have aligned pairs)."""
-    state = {k: v for k, v in load_checkpoint(path)["model"].items()
-             if not k.startswith("classifier.")}
+    model's classes are the works that have aligned pairs; a pretrained model's, the large
+    catalogue's works). The two must share every ``model:`` parameter but dropout rates."""
+    ckpt = load_checkpoint(path)
+    theirs = {**LEGACY_MODEL_KEYS, **ckpt["config"]["model"]}
+    differ = sorted(k for k, v in model.config["model"].items()
+                    if k not in SHAPE_FREE and theirs.get(k) != v)
+    if differ:
+        raise ValueError(f"{path} was trained with other model params: "
+                         + ", ".join(f"model.{k}={theirs.get(k)!r} (params.yaml: {model.config['model'][k]!r})"
+                                     for k in differ)
+                         + "; set them as the checkpoint has them, or use train.init: scratch")
+    state = {k: v for k, v in ckpt["model"].items() if not k.startswith("classifier.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith("classifier.") for k in missing):
         raise ValueError(f"{path} does not match the model in params.yaml "

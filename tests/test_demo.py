@@ -255,3 +255,266 @@ def test_natural_variant_settings_exist_in_the_corpus() -> None:
         assert len(refs) >= 2
         for ref in refs:  # every setting is a real tune (variant0 is kept out of the index)
             assert ref in index or ref in variants_file, (title, ref)
+
+
+# ----------------------------------------------------------------------------- the band
+
+from coverhunter import effects  # noqa: E402
+from coverhunter.demo.accompany import (  # noqa: E402
+    CRASH, KICK, SNARE, Chord, Key, bass_line, diatonic_chords, drum_part, estimate_key,
+    harmonise,
+)
+from coverhunter.demo.selection import barred_tunes, select_works  # noqa: E402
+from coverhunter.demo.synth import band_tracks  # noqa: E402
+from coverhunter.demo.runner import Runner  # noqa: E402
+from coverhunter.demo.tune_store import TuneStore  # noqa: E402
+from coverhunter.render import soundfont_path  # noqa: E402
+
+C_MAJOR = {0, 2, 4, 5, 7, 9, 11}
+# 4/4 at 120 qpm: a beat 0.5 s, a bar 2 s. Each bar: (pitch, beats) from the downbeat.
+_BARS = [[(72, 2), (76, 1), (79, 1)],   # C E G          -> C
+         [(69, 2), (65, 1), (72, 1)],   # A F C          -> F
+         [(67, 2), (71, 1), (74, 1)],   # G B D          -> G
+         [(72, 4)],                     # C              -> C
+         [(74, 2), (77, 1), (81, 1)],   # D F A          -> Dm
+         [(76, 2), (79, 1), (83, 1)],   # E G B          -> Em
+         [(71, 2), (74, 1), (67, 1)],   # B D G: B, the strongest, is in G only -> G
+         [(72, 4)]]                     # C              -> C
+_EXPECTED = [Chord(0, "maj"), Chord(5, "maj"), Chord(7, "maj"), Chord(0, "maj"),
+             Chord(2, "min"), Chord(4, "min"), Chord(7, "maj"), Chord(0, "maj")]
+
+
+def _c_major_tune(bars: list[list[tuple[int, int]]] = _BARS) -> Tune:
+    rows, t = [], 0.0
+    for bar in bars:
+        for pitch, n_beats in bar:
+            rows.append([t, n_beats * 0.5, pitch, 100])
+            t += n_beats * 0.5
+    length = 2.0 * len(bars)
+    return Tune("test/c-major", "C major", np.array(rows, float), length,
+                np.arange(0.0, length, 0.5), np.arange(0.0, length, 2.0), 2)
+
+
+def test_key_of_a_c_major_melody_and_its_chords() -> None:
+    tune = _c_major_tune()
+    key = estimate_key(tune.notes)
+    assert key == Key(0, 0) and not key.minor and set(key.pcs) == C_MAJOR
+    chords = dict(diatonic_chords(key))
+    assert set(chords) == {Chord(r, q) for r, q in [(0, "maj"), (2, "min"), (4, "min"),
+                                                    (5, "maj"), (7, "maj"), (9, "min")]}
+    assert chords[Chord(0, "maj")] == 1.0  # the diminished B triad is never offered
+    segments = harmonise(tune)
+    assert [(s.start, s.end) for s in segments] == [(2.0 * i, 2.0 * i + 2.0) for i in range(8)]
+    assert [s.chord for s in segments] == _EXPECTED
+    for seg, bar in zip(segments, _BARS):
+        assert set(seg.chord.pcs) <= C_MAJOR  # diatonic
+        strongest = max(bar, key=lambda pn: pn[1])[0] % 12  # the long downbeat note
+        assert strongest in seg.chord.pcs
+
+
+def test_half_bar_chords_and_a_minor_key_and_a_pickup() -> None:
+    halves = _c_major_tune([[(72, 1), (76, 1), (71, 1), (74, 1)], [(72, 4)]])
+    assert [s.chord for s in harmonise(halves, half_bars=True)] == [
+        Chord(0, "maj"), Chord(7, "maj"), Chord(0, "maj"), Chord(0, "maj")]
+    # A harmonic minor: ends on A, uses G#: key A minor (scale of C), a major dominant
+    minor = _c_major_tune([[(69, 2), (72, 1), (76, 1)], [(74, 2), (77, 1), (81, 1)],
+                           [(76, 2), (80, 1), (71, 1)], [(69, 4)]])
+    key = estimate_key(minor.notes)
+    assert key == Key(9, 0) and key.minor
+    assert [s.chord for s in harmonise(minor)] == [
+        Chord(9, "min"), Chord(2, "min"), Chord(4, "maj"), Chord(9, "min")]
+    # a one-beat pickup plays under the tune's last chord (the band goes on round)
+    notes = np.array([[0.0, 0.5, 67, 100], *[[0.5 + r[0], r[1], r[2], 100]
+                                             for r in _c_major_tune().notes[:, :3].tolist()]])
+    pickup = Tune("test/pickup", "pickup", notes, 16.5, np.arange(0.0, 16.5, 0.5),
+                  np.array([0.0, *np.arange(0.5, 16.5, 2.0)]), 2)
+    segments = harmonise(pickup)
+    assert segments[0].end == 0.5 and segments[0].chord == segments[-1].chord == Chord(0, "maj")
+    assert [s.chord for s in segments[1:]] == _EXPECTED
+
+
+@pytest.mark.parametrize("style", ["held", "root5", "walking"])
+def test_bass_plays_roots_and_fifths_in_the_bass_register(style: str) -> None:
+    tune = _c_major_tune()
+    segments = harmonise(tune)
+    bass = bass_line(segments, tune, style)
+    assert bass.size and (bass[:, 1] > 0).all()
+    for seg in segments:
+        mine = bass[(bass[:, 0] >= seg.start) & (bass[:, 0] < seg.end)]
+        pcs = [int(p) % 12 for p in mine[:, 2]]
+        assert mine[0, 0] == seg.start and pcs[0] == seg.chord.root  # the root on the one
+        if style == "walking":
+            assert mine[:, 0].tolist() == [seg.start + 0.5 * k for k in range(4)]
+            nxt = segments[(segments.index(seg) + 1) % len(segments)].chord.root
+            assert (pcs[-1] - nxt) % 12 in (1, 11)  # a semitone from the next root
+            assert set(pcs[1:3]) <= set(seg.chord.pcs)
+            assert ((mine[:, 2] >= 38) & (mine[:, 2] <= 53)).all()
+        else:
+            assert set(pcs) <= {seg.chord.root, seg.chord.fifth}
+            assert ((mine[:, 2] >= 40) & (mine[:, 2] <= 51)).all()
+    held = bass_line(segments, tune, "held")
+    assert held[:, 0].tolist() == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0]
+    assert bass_line(segments, tune, "root5")[:2, 2].tolist() == [48, 43]  # C3 then G2
+
+
+def test_drum_patterns_follow_the_beats() -> None:
+    tune = _c_major_tune()
+    rock = drum_part(tune, "rock")
+    kicks = rock[rock[:, 2] == KICK, 0].tolist()
+    snares = rock[rock[:, 2] == SNARE, 0].tolist()
+    assert kicks == [2.0 * b + o for b in range(8) for o in (0.0, 1.0)]  # beats 1 and 3
+    assert snares == [2.0 * b + o for b in range(8) for o in (0.5, 1.5)]  # beats 2 and 4
+    assert rock[rock[:, 2] == CRASH, 0].tolist() == [0.0]
+    assert (rock[:, 2] == 42).sum() == 8 * 8  # hi-hat on every eighth
+    for pattern in ("folk", "brush", "march"):
+        notes = drum_part(tune, pattern)
+        assert set(notes[:, 2].astype(int)) <= set(range(35, 82))  # GM percussion keys
+        assert KICK in notes[:, 2]
+
+
+def _band_recipe(**kw) -> Recipe:
+    base = dict(style="pad", harmony="bar", bass="held", drums="rock", accomp_programs="48;33",
+                mix_db="0;-6;-3;-6", program=73)
+    return _recipe(**{**base, **kw})
+
+
+def test_band_tracks_follow_the_melody_and_leave_a_tacet_section() -> None:
+    tune = _c_major_tune()
+    r = _band_recipe(style="strum+pad", accomp_programs="25;48;33", mix_db="0;-6;-9;-3;-6",
+                     melody_octave=-1, tacet_pass=1, tacet_section=2)
+    tracks = band_tracks(r, tune, 32.0, 4, tacet=(1, 2))
+    melody, strum, pad, bass, drums = tracks
+    assert [t.program for t in tracks[:4]] == [73, 25, 48, 33] and drums.drums
+    assert [t.gain_db for t in tracks] == [0.0, -6.0, -9.0, -3.0, -6.0]
+    assert not any(t.drums for t in tracks[:4])
+    assert melody.notes[0, 2] == 60  # an octave down
+    # the second pass's third section (s 24-28) has no melody, the band plays on
+    in_tacet = lambda n: n[(n[:, 0] >= 24.0) & (n[:, 0] < 28.0)]  # noqa: E731
+    assert in_tacet(melody.notes).size == 0
+    assert all(in_tacet(t.notes).size for t in (strum, pad, bass, drums))
+    assert melody.notes.shape[0] == 2 * len(tune.notes) - 6  # two passes less bars 5-6
+    # a cut section (bars 3-4) is cut for the whole band: bar 5 (D F A, Dm) follows bar 2
+    cut = band_tracks(r, tune, 12.0, 4, cut=(0, 1))
+    assert cut[0].notes[:7, 2].tolist() == [60, 64, 67, 57, 53, 60, 62]
+    assert cut[3].notes[:4, 2].tolist() == [48, 41, 50, 40]  # roots C, F, D, E
+    assert cut[3].notes[:4, 0].tolist() == [0.0, 2.0, 4.0, 6.0]
+
+
+def test_a_band_version_has_bass_and_percussive_onsets() -> None:
+    """The same tune, melody alone vs band: the band puts energy in the bass register
+    (under 200 Hz) and sharp hi-hat onsets on every eighth (energy above 5 kHz just after
+    each eighth, decayed an eighth later); a flute melody of long notes has neither."""
+    import librosa
+    tune = _c_major_tune([[(72, 4)], [(76, 4)], [(79, 4)], [(72, 4)]])  # whole notes
+    tunes = {"tune": tune}
+    melody = _recipe(source="tune", program=73, duration_s=8.0, fade_out_s=0.1)
+    band = _band_recipe(source="tune", duration_s=8.0, fade_out_s=0.1)
+    hop = 64
+
+    def measures(x: np.ndarray) -> tuple[float, float]:
+        power = np.abs(librosa.stft(x, n_fft=512, hop_length=hop)) ** 2
+        freqs = librosa.fft_frequencies(sr=SR, n_fft=512)
+        low = power[freqs < 200].sum() / power.sum()
+        high = power[freqs >= 5000].sum(axis=0)
+        at = lambda dt: np.median([high[round((k * 0.25 + dt) * SR / hop)]  # noqa: E731
+                                   for k in range(31)])
+        return float(low), float(at(0.015) / at(0.15))
+
+    (low_a, onset_a), (low_b, onset_b) = (measures(render_version(r, tunes, SR))
+                                          for r in (melody, band))
+    assert low_b > 0.03 and low_a < 0.003
+    assert onset_b > 5.0 and onset_a < 2.0
+
+
+def test_shelf_eq_and_compressor_known_answers() -> None:
+    t = np.arange(SR) / SR
+    rms = lambda x: 20 * np.log10(np.sqrt(np.mean(x[SR // 4:] ** 2)))  # noqa: E731
+    for hz, expected in ((60, 6.0), (1000, 0.0), (6000, -6.0)):
+        x = np.sin(2 * np.pi * hz * t).astype(np.float32)
+        assert rms(effects.shelf_eq(x, SR, 6.0, -6.0)) - rms(x) == pytest.approx(expected, abs=0.3)
+    quiet, loud = 0.01 * np.sin(2 * np.pi * 440 * t), 0.8 * np.sin(2 * np.pi * 440 * t)
+    y = effects.compress(np.concatenate([quiet, loud]).astype(np.float32), SR, -20.0, 4.0)
+    assert rms(y[:SR]) == pytest.approx(rms(quiet), abs=0.05)  # under the threshold
+    # -4.95 dB RMS is 15 dB over -20: 15 / 4 over it after the compressor
+    assert rms(y[SR:]) == pytest.approx(-20.0 + (rms(loud) + 20.0) / 4.0, abs=0.3)
+    np.testing.assert_array_equal(effects.compress(loud, SR, -20.0, 1.0), loud.astype(np.float32))
+
+
+# ----------------------------------------------------------------------------- presets
+
+
+def test_large_preset() -> None:
+    large, full = demo_params(RAW, "large"), demo_params(RAW, "full")
+    assert large.n_works >= 3000 and large.versions[0] >= 4 and large.p_band > 0
+    assert set(large.soundfonts) == {"timgm6mb", "fluidr3mono"}
+    assert large.exclude_splits == ["val", "test", "test_variants"]
+    assert large.out_dir != full.out_dir and "bach" not in large.collections
+    assert large.duration_s[1] <= 60.0
+    # the reference demo stays the melody alone on one soundfont, no exclusion
+    assert full.p_band == 0.0 and full.soundfonts == ["timgm6mb"] and not full.exclude_splits
+    with pytest.raises(ValueError, match="reference"):
+        build_catalogue(large, SR, "/nonexistent")
+
+
+def test_an_excluding_preset_never_plays_the_reference_evaluation_tunes(built, tiny) -> None:
+    """A small `large`: the tiny demo as reference, 12 works. Its candidate stream starts
+    like the tiny demo's, so without the exclusion it would take the tiny val/test tunes."""
+    out = built[0]
+    small = dataclasses.replace(demo_params(RAW, "large"), n_works=12, workers=1)
+    store = TuneStore(out / "cache", Runner(1))
+    barred = barred_tunes(tiny, small.exclude_splits, store, 8)
+    ref = built[1].drop_duplicates("work_id")
+    evaluation = ref[ref.split.isin(small.exclude_splits)]
+    assert {t.ref for t in barred} == set(built[1][built[1].split.isin(
+        small.exclude_splits)].source)  # every setting of every evaluation work
+    open_ = select_works(small, store, 8)  # no exclusion
+    assert set(evaluation[evaluation.split != "test_variants"].source) <= set(open_.tunes)
+    chosen = select_works(small, store, 8, barred)
+    assert len(chosen.works) == 12
+    for tune in chosen.tunes.values():
+        assert tune.ref not in {b.ref for b in barred}
+        for b in barred:
+            assert melody_similarity(tune, b, small.dedupe_ngram) < small.dedupe_threshold
+            assert normalise_title(tune.title) != normalise_title(b.title)
+    store.save()
+
+
+def _tiny_band(out: Path, workers: int) -> pd.DataFrame:
+    fonts = ["timgm6mb", "fluidr3mono"]
+    try:
+        soundfont_path("fluidr3mono")
+    except FileNotFoundError:
+        fonts = ["timgm6mb"]
+    p = dataclasses.replace(demo_params(RAW, "tiny"), n_works=3, n_variant_works=0,
+                            versions=(3, 3), duration_s=(10.0, 12.0), intro_s=(1.0, 3.0),
+                            outro_s=(1.0, 3.0), p_band=0.8, soundfonts=fonts,
+                            workers=workers)
+    return build_catalogue(p, SR, out)
+
+
+def test_a_band_catalogue_is_byte_reproducible(tmp_path: Path) -> None:
+    first = _tiny_band(tmp_path / "a", workers=1)
+    second = _tiny_band(tmp_path / "b", workers=2)  # another folder, another worker count
+    assert second.attrs["rendered"] == len(first)
+    assert (tmp_path / "a" / "manifest.csv").read_bytes() == \
+        (tmp_path / "b" / "manifest.csv").read_bytes()
+    for path in first.audio_path:
+        assert (tmp_path / "a" / path).read_bytes() == (tmp_path / "b" / path).read_bytes()
+    again = _tiny_band(tmp_path / "a", workers=1)
+    assert again.attrs["rendered"] == 0
+    # the draws are recorded, and both kinds of version are there
+    style = first["style"]  # (DataFrame.style is pandas' Styler)
+    assert (style != "melody").sum() >= 4
+    bands = first[style != "melody"]
+    for row in bands.itertuples():
+        parts = row.style.split("+")
+        n_programs = len(parts) + isinstance(row.bass, str)
+        assert len(str(row.accomp_programs).split(";")) == n_programs
+        assert len(str(row.mix_db).split(";")) == 1 + n_programs + isinstance(row.drums, str)
+        assert set(parts) <= {"strum", "arpeggio", "pad", "comp"}
+    assert set(first.soundfont) <= {"timgm6mb", "fluidr3mono"}
+    if "fluidr3mono" in first.soundfont.values:
+        assert set(first.soundfont) == {"timgm6mb", "fluidr3mono"}  # both drawn and rendered
+    for path in first.audio_path:
+        audio = load_audio(tmp_path / "a" / path, SR)
+        assert np.sqrt(np.mean(audio**2)) > 1e-3

@@ -29,6 +29,8 @@ TINY = {
     "fine": {"max_steps": 20, "min_s": 15.0, "max_s": 25.0},
 }
 ALL_STAGES = {"demo", "validate", "extract", "train_coarse", "align", "train_fine", "evaluate"}
+REFERENCES = {"untrained", "baseline_2dftm", "baseline_chroma",    # rows never registered
+              "baseline_2dftm_tuned", "baseline_chroma_tuned"}
 
 
 def tiny_params() -> dict:
@@ -86,10 +88,17 @@ def test_repro_runs_every_stage_and_writes_metrics(repro):
     repo, first = repro
     assert stages_run(first.stdout) == ALL_STAGES
     metrics = yaml.safe_load((repo / "reports" / "metrics.json").read_text())
-    assert set(metrics) == {"untrained", "coarse", "fine"}
-    for model in metrics:
-        for test_set in ("test", "test_variants"):
+    assert set(metrics) == REFERENCES | {"coarse", "fine"}
+    for model in metrics:                   # every row on every set, the training works too
+        assert {"test", "test_variants", "train_works"} <= set(metrics[model]) == set(metrics["fine"])
+        for test_set in metrics[model]:
             assert {"mAP", "MR1", "HR1", "P10"} <= set(metrics[model][test_set])
+            assert metrics[model][test_set]["n_queries"] == metrics["fine"][test_set]["n_queries"] > 0
+    import pandas as pd
+    manifest = pd.read_csv(repo / "data" / "demo" / "manifest.csv")
+    train = manifest[manifest["split"] == "train"]       # train_works: 24 > the tiny train works
+    assert (metrics["fine"]["train_works"]["n_recordings"], metrics["fine"]["train_works"]["n_works"]) \
+        == (len(train), train["work_id"].nunique())
     assert (repo / "reports" / "plots" / "metrics.png").stat().st_size > 0
     assert (repo / "reports" / "validation.md").exists()
     assert (repo / "reports" / "train" / "fine" / "loss.csv").exists()
@@ -119,6 +128,7 @@ def test_registry_has_a_champion(repro):
     client = MlflowClient(tracking_uri=store, registry_uri=store)
     champion = client.get_model_version_by_alias("coverhunter", "champion")
     assert str(champion.version) == "1"
+    assert len(client.search_model_versions("name='coverhunter'")) == 1   # no reference row
 
 
 def test_second_repro_is_a_noop(repro):
@@ -141,6 +151,12 @@ def test_score_reproduces_evaluate_on_the_same_manifest(repro):
     for name, m in scored.items():
         for key in ("mAP", "MR1", "HR1", "P10", "n_queries"):
             assert m[key] == pytest.approx(evaluated[name][key]), (name, key)
+    both = yaml.safe_load((repo / "reports" / "score" / "metrics.json").read_text())
+    evaluated_all = yaml.safe_load((repo / "reports" / "metrics.json").read_text())
+    for row in REFERENCES - {"untrained"}:                # same features, same numbers
+        assert set(both[row]) == set(scored)
+        for name in scored:
+            assert both[row][name]["mAP"] == pytest.approx(evaluated_all[row][name]["mAP"]), (row, name)
     assert "| champion | test |" in out.stdout
 
 
@@ -172,7 +188,7 @@ def test_coarse_to_fine_switch_skips_align_and_fine(repro):
     out = dvc(repo, "repro")
     assert stages_run(out.stdout) == {"align", "train_fine", "evaluate"}, out.stdout
     metrics = yaml.safe_load((repo / "reports" / "metrics.json").read_text())
-    assert set(metrics) == {"untrained", "coarse"}
+    assert set(metrics) == REFERENCES | {"coarse"}
     assert yaml.safe_load((repo / "reports" / "align.json").read_text())["skipped"] is True
     assert not (repo / "artifacts" / "models" / "fine" / "model.pt").exists()
 
@@ -218,7 +234,7 @@ def test_prefect_flow_runs_in_process(tmp_path, monkeypatch):
     state = pipeline(str(repo / "params.yaml"), return_state=True)
     assert state.is_completed()
     result = state.result()
-    assert set(result["metrics"]) == {"untrained", "coarse", "fine"}
+    assert set(result["metrics"]) == REFERENCES | {"coarse", "fine"}
     assert result["metrics"]["coarse"]["test"]["n_queries"] > 0
     assert (repo / "reports" / "metrics.json").exists()
 

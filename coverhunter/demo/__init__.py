@@ -4,7 +4,13 @@ No cover-song audio can be downloaded here (shared/STACK.md), so the demo catalo
 made from the folk-tune collections in the music21 corpus. Each *work* is one tune. Its
 *versions* differ the way covers do:
 
-- instrument: a different General MIDI program for each version of a work;
+- instrument: a different General MIDI program for each version of a work (and, where
+  ``demo.soundfonts`` names several, a soundfont drawn per version);
+- arrangement (with probability ``demo.p_band``): a band around the melody, made to fit
+  it: chords chosen per bar from the melody and the key, in one or two styles (strummed,
+  arpeggiated, pad, comping), a bass line, drums on the percussion channel, the melody
+  an octave up or down and sometimes silent for a section, and a mix, a tone control and
+  a compressor of its own (:mod:`~coverhunter.demo.accompany`);
 - key (``transpose`` semitones) and tempo (``tempo`` × the score's tempo, at MIDI level);
 - structure: the tune is played as many times (*passes*) as the version's length needs,
   as folk musicians do; one section of one pass may be cut or played twice; an unrelated
@@ -20,10 +26,14 @@ split. The groups in :data:`NATURAL_VARIANTS` were checked by melody (see the no
 
 The Bach chorales are never used (they are held for an independent evaluation).
 
+Sizes: ``full`` (the reference demo: the melody alone), ``tiny`` (tests) and ``large`` (a
+training catalogue of band covers, which never plays a tune of the full demo's ``val``,
+``test`` or ``test_variants`` works: ``demo.exclude_splits``).
+
 Public entry points: :class:`DemoParams`, :func:`demo_params` (reads the ``demo:`` section
-of ``params.yaml``) and :func:`build_catalogue` (writes ``<out>/audio/*.flac`` and
-``<out>/manifest.csv``, and returns the manifest). Run it by hand with
-``python -m coverhunter.demo [--size tiny] [--out DIR]``.
+of ``params.yaml``), :func:`reference_params` and :func:`build_catalogue` (writes
+``<out>/audio/*.flac`` and ``<out>/manifest.csv``, and returns the manifest). Run it by
+hand with ``python -m coverhunter.demo [--size tiny|large] [--out DIR]``.
 
 Everything is deterministic: the same parameters (and code) give a byte-identical
 manifest. A version whose FLAC exists and carries the same recipe hash (in the FLAC's
@@ -37,6 +47,7 @@ The modules, one concept each:
 - :mod:`~coverhunter.demo.parse`: a corpus score parsed into a :class:`Tune`;
 - :mod:`~coverhunter.demo.similarity`: melody and title matching (the dedupe);
 - :mod:`~coverhunter.demo.arrange`: sections, passes, cuts and repeats;
+- :mod:`~coverhunter.demo.accompany`: the band: key, chords, bass, drums;
 - :mod:`~coverhunter.demo.midi`: notes as MIDI bytes for the synthesiser;
 - :mod:`~coverhunter.demo.recipe`: :class:`Recipe` and its hash (the render-cache key);
 - :mod:`~coverhunter.demo.seeds`: the build's random streams;
@@ -51,20 +62,22 @@ The modules, one concept each:
 """
 from __future__ import annotations
 
+from coverhunter.demo.accompany import accompany, estimate_key, harmonise
 from coverhunter.demo.arrange import arrange, section_bounds
 from coverhunter.demo.catalogue import MANIFEST_COLUMNS, build_catalogue
 from coverhunter.demo.corpus import NATURAL_VARIANTS, clean_title, corpus_index
 from coverhunter.demo.midi import notes_to_midi
-from coverhunter.demo.params import DemoParams, demo_params
+from coverhunter.demo.params import DemoParams, demo_params, reference_params
 from coverhunter.demo.parse import load_tune
 from coverhunter.demo.recipe import Recipe
 from coverhunter.demo.similarity import melody_similarity, normalise_title
-from coverhunter.demo.synth import assemble, render_parts, render_version
+from coverhunter.demo.synth import assemble, band_tracks, render_parts, render_version
 from coverhunter.demo.tune import Tune
 
 __all__ = [
-    "MANIFEST_COLUMNS", "NATURAL_VARIANTS", "DemoParams", "Recipe", "Tune", "arrange",
-    "assemble", "build_catalogue", "clean_title", "corpus_index", "demo_params", "load_tune",
-    "melody_similarity", "normalise_title", "notes_to_midi", "render_parts",
+    "MANIFEST_COLUMNS", "NATURAL_VARIANTS", "DemoParams", "Recipe", "Tune", "accompany",
+    "arrange", "assemble", "band_tracks", "build_catalogue", "clean_title", "corpus_index",
+    "demo_params", "estimate_key", "harmonise", "load_tune", "melody_similarity",
+    "normalise_title", "notes_to_midi", "reference_params", "render_parts",
     "render_version", "section_bounds",
 ]

@@ -14,8 +14,9 @@ from coverhunter.demo.plan import UNASSIGNED, plan_work
 from coverhunter.demo.recipe import Recipe, samples
 from coverhunter.demo.render_cache import is_cached, render_job
 from coverhunter.demo.runner import Runner
-from coverhunter.demo.selection import select_works, take_fillers
+from coverhunter.demo.selection import barred_tunes, select_works, take_fillers
 from coverhunter.demo.tune_store import TuneStore
+from coverhunter.render import soundfont_path
 
 __all__ = ["MANIFEST_COLUMNS", "build_catalogue"]
 
@@ -26,12 +27,22 @@ MANIFEST_COLUMNS = (
     # ground truth of how the version was made (see Recipe)
     "source", "program", "transpose", "tempo", "n_passes", "cut_pass", "cut_section",
     "repeat_pass", "repeat_section", "intro_s", "intro_source", "outro_s", "outro_source",
-    "reverb_rt60", "reverb_wet", "snr_db", "noise_exponent", "gain_db", "recipe_hash",
+    "reverb_rt60", "reverb_wet", "snr_db", "noise_exponent", "gain_db",
+    # the soundfont and the band (style "melody": the melody alone; see Recipe)
+    "soundfont", "style", "harmony", "bass", "drums", "melody_octave", "accomp_programs",
+    "mix_db", "tacet_pass", "tacet_section", "eq_low_db", "eq_high_db", "comp_ratio",
+    "comp_threshold_db", "recipe_hash",
 )
 
 
-def build_catalogue(p: DemoParams, sample_rate: int, out_dir: Path | str) -> pd.DataFrame:
+def build_catalogue(p: DemoParams, sample_rate: int, out_dir: Path | str,
+                    reference: DemoParams | None = None) -> pd.DataFrame:
     """Build (or bring up to date) the demo catalogue in ``out_dir`` and return its manifest.
+
+    With ``p.exclude_splits``, ``reference`` (the ``full`` demo's parameters,
+    :func:`~coverhunter.demo.params.reference_params`) is required: the tunes of those
+    splits of its selection, and any tune like them (the melody and title dedupe), are
+    never played, as works or as intro/outro material.
 
     Writes ``out_dir/audio/<recording_id>.flac`` (16-bit mono at ``sample_rate``) and
     ``out_dir/manifest.csv`` (columns :data:`MANIFEST_COLUMNS`; ``audio_path`` relative
@@ -42,6 +53,11 @@ def build_catalogue(p: DemoParams, sample_rate: int, out_dir: Path | str) -> pd.
     ``snr_db`` without noise). ``df.attrs`` holds ``rendered`` and ``reused`` counts.
     """
     out_dir = Path(out_dir)
+    if p.exclude_splits and reference is None:
+        raise ValueError(f"demo.exclude_splits = {p.exclude_splits}: pass the reference "
+                         "(full demo) parameters to build_catalogue")
+    for name in p.soundfonts:
+        soundfont_path(name)  # fails now, with the install hint, not in a worker
     audio_dir = out_dir / "audio"
     audio_dir.mkdir(parents=True, exist_ok=True)
     runner = Runner(p.workers)
@@ -49,7 +65,9 @@ def build_catalogue(p: DemoParams, sample_rate: int, out_dir: Path | str) -> pd.
         store = TuneStore(out_dir / "cache", runner)
         batch = 8 * runner.workers
         try:
-            chosen = select_works(p, store, batch)
+            barred = (barred_tunes(reference, p.exclude_splits, store, batch)
+                      if p.exclude_splits and reference is not None else [])
+            chosen = select_works(p, store, batch, barred)
             tunes = chosen.tunes
             plans = [plan for w in chosen.works
                      for plan in plan_work(p, w, tunes, sample_rate)]

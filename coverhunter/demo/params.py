@@ -1,6 +1,8 @@
 """The demo's parameters: :class:`DemoParams`, the ``demo:`` section of ``params.yaml``.
 
-:func:`demo_params` reads it (``full`` or ``tiny``) and checks every value.
+:func:`demo_params` reads it (``full``, or the ``tiny`` or ``large`` preset) and checks
+every value; :func:`reference_params` gives the ``full`` catalogue that a preset with
+``exclude_splits`` keeps its distance from.
 """
 from __future__ import annotations
 
@@ -9,14 +11,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from coverhunter.demo.accompany import BASS_STYLES, CHORD_STYLES, DRUM_PATTERNS
 from coverhunter.demo.corpus import RESERVED_COLLECTION
 from coverhunter.params import section
+from coverhunter.render import SOUNDFONTS
 
-__all__ = ["DemoParams", "demo_params"]
+__all__ = ["MIX_PARTS", "PRESETS", "DemoParams", "demo_params", "reference_params"]
+
+PRESETS = ("tiny", "large")  # the sizes besides full: each overrides keys of the full set
+MIX_PARTS = ("melody", "chords", "bass", "drums")  # the keys of demo.mix_db
 
 _RANGES = ("versions", "pass_s", "duration_s", "transpose", "tempo", "intro_s", "outro_s",
-           "rt60_s", "reverb_wet", "snr_db", "noise_exponent", "peak_db")
-_PROBABILITIES = ("p_cut", "p_repeat", "p_intro", "p_outro", "p_reverb", "p_noise")
+           "rt60_s", "reverb_wet", "snr_db", "noise_exponent", "peak_db", "melody_octave",
+           "eq_db", "comp_ratio", "comp_threshold_db")
+_PROBABILITIES = ("p_cut", "p_repeat", "p_intro", "p_outro", "p_reverb", "p_noise", "p_band",
+                  "p_second_chords", "p_half_bar", "p_bass", "p_drums", "p_tacet", "p_eq",
+                  "p_compress")
+
+
+def _gm_programs(programs: list[int]) -> bool:
+    """A non-empty list of General MIDI programs (0-127)."""
+    return bool(programs) and all(0 <= q <= 127 for q in programs)
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,26 @@ class DemoParams:
     peak_db: tuple[float, float]
     fade_out_s: float
     edge_fade_s: float
+    # band arrangements (coverhunter.demo.accompany)
+    p_band: float
+    soundfonts: list[str]
+    chord_styles: dict[str, list[int]]
+    p_second_chords: float
+    p_half_bar: float
+    bass_styles: list[str]
+    bass_programs: list[int]
+    p_bass: float
+    drum_patterns: list[str]
+    p_drums: float
+    melody_octave: tuple[int, int]
+    p_tacet: float
+    mix_db: dict[str, tuple[float, float]]
+    p_eq: float
+    eq_db: tuple[float, float]
+    p_compress: float
+    comp_ratio: tuple[float, float]
+    comp_threshold_db: tuple[float, float]
+    exclude_splits: list[str]
 
     def __post_init__(self) -> None:
         problems = []
@@ -92,19 +127,56 @@ class DemoParams:
                             "shortest version (duration_s)")
         if self.sections < 1 or self.n_works < 0 or self.n_variant_works < 0:
             problems.append("demo.sections must be >= 1 and the work counts >= 0")
+        problems += self._band_problems()
         if problems:
             raise ValueError("params: " + "; ".join(problems))
         object.__setattr__(self, "collections", list(self.collections))
         object.__setattr__(self, "programs", list(self.programs))
         object.__setattr__(self, "split_fractions", dict(self.split_fractions))
+        object.__setattr__(self, "soundfonts", list(self.soundfonts))
+        object.__setattr__(self, "chord_styles",
+                           {k: list(v) for k, v in self.chord_styles.items()})
+        object.__setattr__(self, "bass_styles", list(self.bass_styles))
+        object.__setattr__(self, "bass_programs", list(self.bass_programs))
+        object.__setattr__(self, "drum_patterns", list(self.drum_patterns))
+        object.__setattr__(self, "mix_db", {k: tuple(v) for k, v in self.mix_db.items()})
+        object.__setattr__(self, "exclude_splits", list(self.exclude_splits))
+
+    def _band_problems(self) -> list[str]:
+        """What is wrong with the band-arrangement keys."""
+        problems = []
+        gm = _gm_programs
+        if not self.soundfonts or not set(self.soundfonts) <= set(SOUNDFONTS):
+            problems.append(f"demo.soundfonts must name some of {', '.join(SOUNDFONTS)}, "
+                            f"got {self.soundfonts}")
+        if (not self.chord_styles or not set(self.chord_styles) <= set(CHORD_STYLES)
+                or not all(gm(v) for v in self.chord_styles.values())):
+            problems.append(f"demo.chord_styles must map some of {', '.join(CHORD_STYLES)} "
+                            f"to General MIDI programs, got {self.chord_styles}")
+        if not self.bass_styles or not set(self.bass_styles) <= set(BASS_STYLES):
+            problems.append(f"demo.bass_styles must be some of {', '.join(BASS_STYLES)}")
+        if not gm(self.bass_programs):
+            problems.append("demo.bass_programs must be General MIDI programs 0-127")
+        if not self.drum_patterns or not set(self.drum_patterns) <= set(DRUM_PATTERNS):
+            problems.append(f"demo.drum_patterns must be some of {', '.join(DRUM_PATTERNS)}")
+        if set(self.mix_db) != set(MIX_PARTS) or not all(
+                isinstance(v, (list, tuple)) and len(v) == 2 and v[0] <= v[1]
+                for v in self.mix_db.values()):
+            problems.append(f"demo.mix_db must give a [low, high] level for each of "
+                            f"{', '.join(MIX_PARTS)}, got {self.mix_db}")
+        if self.comp_ratio[0] < 1.0:
+            problems.append("demo.comp_ratio must be >= 1")
+        if not isinstance(self.exclude_splits, (list, tuple)):
+            problems.append("demo.exclude_splits must be a list of split names")
+        return problems
 
 
 def demo_params(raw: Mapping[str, Any], size: str | None = None) -> DemoParams:
     """:class:`DemoParams` from the whole ``params.yaml`` tree (``raw["demo"]``).
 
-    ``demo.size`` (``full`` or ``tiny``) picks the variant; ``size`` overrides it. ``tiny``
-    applies the keys of ``demo.tiny`` over the full set. Unknown or missing keys are
-    errors naming ``demo.key`` (as for every section).
+    ``demo.size`` (``full``, ``tiny`` or ``large``) picks the variant; ``size`` overrides
+    it. A preset applies the keys of ``demo.<preset>`` over the full set. Unknown or
+    missing keys are errors naming ``demo.key`` (as for every section).
     """
     if "demo" not in raw:
         raise ValueError("params: missing section demo")
@@ -112,13 +184,22 @@ def demo_params(raw: Mapping[str, Any], size: str | None = None) -> DemoParams:
     if size is None and "size" not in demo:
         raise ValueError("params: missing key demo.size")
     chosen = size if size is not None else demo["size"]
-    tiny = demo.pop("tiny", None) or {}
+    presets = {name: demo.pop(name, None) or {} for name in PRESETS}
     demo.pop("size", None)
-    if chosen not in ("full", "tiny"):
-        raise ValueError(f"params: demo.size must be 'full' or 'tiny', got {chosen!r}")
-    unknown = sorted(set(tiny) - {f.name for f in dataclasses.fields(DemoParams)})
+    if chosen not in ("full", *PRESETS):
+        raise ValueError(f"params: demo.size must be one of full, {', '.join(PRESETS)}; "
+                         f"got {chosen!r}")
+    names = {f.name for f in dataclasses.fields(DemoParams)}
+    unknown = [f"unknown key demo.{name}.{k}" for name, over in presets.items()
+               for k in sorted(set(over) - names)]
     if unknown:
-        raise ValueError("params: " + "; ".join(f"unknown key demo.tiny.{k}" for k in unknown))
-    if chosen == "tiny":
-        demo.update(tiny)
+        raise ValueError("params: " + "; ".join(unknown))
+    if chosen != "full":
+        demo.update(presets[chosen])
     return section(DemoParams, demo, "demo")
+
+
+def reference_params(raw: Mapping[str, Any]) -> DemoParams:
+    """The ``full`` demo's parameters: the catalogue whose ``exclude_splits`` tunes a
+    preset such as ``large`` must never contain."""
+    return demo_params(raw, "full")

@@ -1,7 +1,8 @@
 """Tune extraction: one corpus score parsed into a :class:`~coverhunter.demo.tune.Tune`.
 
 Repeats are written out as ABC players read them, chord symbols and grace notes skipped,
-ties merged, and quarter lengths turned into seconds through the score's tempo marks.
+ties merged, and quarter lengths turned into seconds through the score's tempo marks. The
+beats and bars of the first part's measures are kept for the accompaniment.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Callable
 import numpy as np
 from music21 import bar as m21_bar
 from music21 import harmony as m21_harmony
+from music21 import meter as m21_meter
 from music21 import stream as m21_stream
 from music21 import tempo as m21_tempo
 
@@ -23,7 +25,8 @@ __all__ = ["EXTRACT_VERSION", "load_tune"]
 # Bump when a change to tune extraction (load_tune) changes the notes of a tune: the
 # cache of parsed tunes is then rebuilt. (Rendered audio needs no such number: a recipe's
 # hash covers the source of the modules that make the audio, see Recipe.digest.)
-EXTRACT_VERSION = 1
+# 2: beats, bars and beat division recorded (the notes are unchanged).
+EXTRACT_VERSION = 2
 
 _DEFAULT_QPM = 120.0        # music21's MIDI translation uses 120 qpm when a score has no tempo
 _QPM_LIMITS = (40.0, 240.0)  # a tempo mark outside this is a transcription slip; clamp it
@@ -50,6 +53,7 @@ def load_tune(ref: str, title: str = "", *, expand_repeats: bool = True) -> Tune
             except Exception:  # noqa: BLE001 - malformed repeat marks: play it as written
                 pass
         flat = score.flatten()
+        beats_ql, bars_ql, division = _metre(score)
     marks = sorted((float(m.offset), m.getQuarterBPM()) for m in
                    flat.getElementsByClass(m21_tempo.MetronomeMark))
     rows: list[list[float]] = []
@@ -84,7 +88,52 @@ def load_tune(ref: str, title: str = "", *, expand_repeats: bool = True) -> Tune
     if not title:
         title = clean_title(score.metadata.title if score.metadata and score.metadata.title
                             else name)
-    return Tune(ref, title, notes, float(to_s(np.array([end_ql]))[0]))
+    if not bars_ql.size:  # no measures: 4/4, a beat a quarter
+        beats_ql = np.arange(0.0, end_ql, 1.0)
+        bars_ql = beats_ql[::4].copy()
+    beats_ql, bars_ql = beats_ql[beats_ql < end_ql], bars_ql[bars_ql < end_ql]
+    return Tune(ref, title, notes, float(to_s(np.array([end_ql]))[0]), to_s(beats_ql),
+                to_s(bars_ql), division)
+
+
+def _beat_shape(ts: m21_meter.TimeSignature | None) -> tuple[float, int]:
+    """``(beat length in quarter lengths, beat division)`` of a time signature: a quarter
+    and 2 without one; 3/8 and the like count their eighths as beats."""
+    if ts is None:
+        return 1.0, 2
+    try:
+        beat_ql, count, division = (float(ts.beatDuration.quarterLength), ts.beatCount,
+                                    ts.beatDivisionCount)
+    except Exception:  # noqa: BLE001 - an additive or malformed signature
+        return 4.0 / ts.denominator if ts.denominator else 1.0, 2
+    if count == 1 or division not in (2, 3) or beat_ql <= 0:
+        return 4.0 / ts.denominator, 2
+    return beat_ql, division
+
+
+def _metre(score: m21_stream.Stream) -> tuple[np.ndarray, np.ndarray, int]:
+    """Beat and bar onsets (quarter lengths) of the first part's measures, and the beat
+    division of the first time signature. A pickup bar (``paddingLeft``) has beats only
+    where the full bar would have them."""
+    part = (list(score.parts) or [score])[0]
+    beats: list[float] = []
+    bars: list[float] = []
+    ts, division = None, None
+    for m in part.getElementsByClass(m21_stream.Measure):
+        if m.timeSignature is not None:
+            ts = m.timeSignature
+        start, dur = float(part.offset) + float(m.offset), float(m.duration.quarterLength)
+        if dur <= 0:
+            continue
+        beat_ql, div = _beat_shape(ts)
+        division = division or div
+        bars.append(start)
+        b = start - float(m.paddingLeft or 0.0)
+        while b < start + dur - 1e-9:
+            if b >= start - 1e-9:
+                beats.append(b)
+            b += beat_ql
+    return np.asarray(beats), np.asarray(bars), division or 2
 
 
 def _mark_repeat_starts(score: m21_stream.Stream) -> m21_stream.Stream:

@@ -1,5 +1,6 @@
 """Planning a work's versions: the random draws (instrument, key, tempo, length, edits,
-intro/outro, room, noise, loudness) that make up each version's recipe."""
+intro/outro, room, noise, loudness, and the soundfont and band arrangement) that make up
+each version's recipe."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -10,7 +11,7 @@ import numpy as np
 
 from coverhunter.demo import seeds
 from coverhunter.demo.arrange import arrange, section_bounds
-from coverhunter.demo.params import DemoParams
+from coverhunter.demo.params import MIX_PARTS, DemoParams
 from coverhunter.demo.recipe import samples
 from coverhunter.demo.tune import Tune
 
@@ -32,6 +33,68 @@ def _uniform(rng: np.random.Generator, lo_hi: tuple[float, float], digits: int) 
     return round(float(rng.uniform(*lo_hi)), digits)
 
 
+def _pick(rng: np.random.Generator, items: list[Any]) -> Any:
+    """One of ``items``, from exactly one draw whatever their number (so a longer or
+    shorter list in the parameters leaves the later draws as they were)."""
+    return items[min(int(rng.random() * len(items)), len(items) - 1)]
+
+
+_MELODY_RANGE = (55, 84)  # G3-C6: where a band's melody (median pitch) is moved octaves to
+
+
+def _arrangement(p: DemoParams, a: np.random.Generator, tune: Tune, full_passes: int,
+                 n_sec: int, cut: tuple[int, int] | None) -> dict[str, Any]:
+    """The soundfont and band draws of one version from its own stream ``a``: every
+    value is drawn, in a fixed order, whether it is used or not (so one choice never
+    shifts another). A melody-only version keeps the recipe's band defaults."""
+    soundfont = _pick(a, p.soundfonts)
+    band = a.random() < p.p_band
+    styles = list(p.chord_styles)
+    first = _pick(a, styles)
+    others = [s for s in styles if s != first] or [first]
+    has_second, second = a.random() < p.p_second_chords, _pick(a, others)
+    first_prog, second_prog = _pick(a, p.chord_styles[first]), _pick(a, p.chord_styles[second])
+    half = a.random() < p.p_half_bar
+    has_bass, bass, bass_prog = (a.random() < p.p_bass, _pick(a, p.bass_styles),
+                                 _pick(a, p.bass_programs))
+    has_drums, drums = a.random() < p.p_drums, _pick(a, p.drum_patterns)
+    octave = int(a.integers(p.melody_octave[0], p.melody_octave[1] + 1))
+    has_tacet, tacet_sec, tacet_u = a.random() < p.p_tacet, int(a.integers(p.sections)), a.random()
+    levels = {part: _uniform(a, p.mix_db[part], 1) for part in MIX_PARTS}
+    second_level = _uniform(a, p.mix_db["chords"], 1)
+    has_eq, eq_low, eq_high = a.random() < p.p_eq, _uniform(a, p.eq_db, 1), _uniform(a, p.eq_db, 1)
+    has_comp, ratio, threshold = (a.random() < p.p_compress, _uniform(a, p.comp_ratio, 1),
+                                  _uniform(a, p.comp_threshold_db, 1))
+    if not band:
+        return {"soundfont": soundfont}
+    chord_styles = [first, second] if has_second and second != first else [first]
+    programs = [first_prog, second_prog][:len(chord_styles)]
+    mix = [levels["melody"], levels["chords"], second_level][:1 + len(chord_styles)]
+    if has_bass:
+        programs.append(bass_prog)
+        mix.append(levels["bass"])
+    if has_drums:
+        mix.append(levels["drums"])
+    median = float(np.median(tune.notes[:, 2]))
+    while octave > 0 and median + 12 * octave > _MELODY_RANGE[1]:
+        octave -= 1
+    while octave < 0 and median + 12 * octave < _MELODY_RANGE[0]:
+        octave += 1
+    tacet = None
+    if has_tacet and full_passes and n_sec > 1 and tacet_sec < n_sec:
+        tacet = (int(tacet_u * full_passes), tacet_sec)
+        if tacet == cut:
+            tacet = None
+    return dict(
+        soundfont=soundfont, style="+".join(chord_styles), harmony="half" if half else "bar",
+        bass=bass if has_bass else "", drums=drums if has_drums else "",
+        melody_octave=octave, accomp_programs=";".join(map(str, programs)),
+        mix_db=";".join(f"{v + 0.0:g}" for v in mix),  # + 0.0: no "-0"
+        tacet_pass=tacet[0] if tacet else -1, tacet_section=tacet[1] if tacet else -1,
+        eq_low_db=eq_low if has_eq else 0.0, eq_high_db=eq_high if has_eq else 0.0,
+        comp_ratio=ratio if has_comp else 1.0, comp_threshold_db=threshold if has_comp else 0.0)
+
+
 def plan_work(p: DemoParams, work: Work, tunes: Mapping[str, Tune],
               sample_rate: int) -> list[dict[str, Any]]:
     """Draw every version of one work: the keyword arguments of each version's
@@ -39,7 +102,8 @@ def plan_work(p: DemoParams, work: Work, tunes: Mapping[str, Tune],
     (``intro_source`` / ``outro_source`` = :data:`UNASSIGNED` where there is one).
 
     Each work and version has its own random stream, keyed by the seed and the work's
-    first setting, so adding works leaves the others' versions unchanged.
+    first setting, so adding works leaves the others' versions unchanged; the soundfont
+    and the band arrangement come from a stream of their own (``seeds.ARRANGEMENT``).
     """
     key = seeds.stable_int(work.settings[0])
     rng = seeds.rng(p.seed, seeds.WORK, key)
@@ -81,6 +145,8 @@ def plan_work(p: DemoParams, work: Work, tunes: Mapping[str, Tune],
             if has_rep and rep_sec < n_sec and (int(rep_u * full_passes), rep_sec) != cut:
                 rep = (int(rep_u * full_passes), rep_sec)
         _, n_passes = arrange(tune, body_tune_s, p.sections, cut, rep)
+        band = _arrangement(p, seeds.rng(p.seed, seeds.ARRANGEMENT, key, k), tune,
+                            full_passes, n_sec, cut)
         plans.append(dict(
             recording_id=f"{work.work_id}-{k + 1:02d}", work_id=work.work_id, split=work.split,
             title=work.title, source=source, program=int(programs[k]), transpose=transpose,
@@ -92,5 +158,5 @@ def plan_work(p: DemoParams, work: Work, tunes: Mapping[str, Tune],
             reverb_rt60=rt60 if has_reverb else 0.0, reverb_wet=wet if has_reverb else 0.0,
             snr_db=snr if has_noise else None, noise_exponent=exponent if has_noise else None,
             gain_db=gain, sections=p.sections, fade_out_s=p.fade_out_s,
-            edge_fade_s=p.edge_fade_s, effects_seed=effects_seed))
+            edge_fade_s=p.edge_fade_s, effects_seed=effects_seed, **band))
     return plans

@@ -13,9 +13,12 @@ import music21
 
 from coverhunter import effects, render
 from coverhunter.demo.parse import EXTRACT_VERSION
-from coverhunter.render import DEFAULT_SOUNDFONT
+from coverhunter.render import soundfont_path
 
-__all__ = ["Recipe", "code_digest", "samples"]
+__all__ = ["DEFAULT_SOUNDFONT_NAME", "MELODY", "Recipe", "code_digest", "samples"]
+
+MELODY = "melody"  # the style of a version that is the melody alone
+DEFAULT_SOUNDFONT_NAME = "timgm6mb"  # render.DEFAULT_SOUNDFONT, the bank of the first demo
 
 
 @dataclass(frozen=True)
@@ -25,13 +28,25 @@ class Recipe:
     Times are seconds of the finished recording. The work's tune starts at ``intro_s``
     (sample ``round(intro_s · sr)``, see :func:`samples`) and is played ``n_passes``
     times (the last pass cut short by the recording's end) at ``tempo`` × the score's
-    tempo, ``transpose`` semitones away, on General MIDI ``program``.
+    tempo, ``transpose`` semitones away, on General MIDI ``program`` (the melody's
+    instrument) of the ``soundfont`` (a name of :data:`coverhunter.render.SOUNDFONTS`).
     ``cut_pass``/``cut_section``: that section (of
     :func:`~coverhunter.demo.arrange.section_bounds` with ``sections``) is left out of that
     pass (0-based; -1: no cut); ``repeat_pass``/``repeat_section``: played twice.
     ``intro_source`` / ``outro_source``: the unrelated corpus tune of the intro / outro
     ("" when none). ``reverb_rt60 = 0``: dry; ``snr_db = None``: no added noise
     (``noise_exponent``: its colour). ``gain_db`` is the recording's final peak level in dBFS.
+
+    The band (:mod:`~coverhunter.demo.accompany`; intro and outro are played by the same
+    band): ``style`` is ``"melody"`` for the melody alone, else the chord parts' styles
+    joined by ``+`` (``"strum+pad"``); ``harmony`` ``bar`` or ``half`` (chord changes);
+    ``bass`` and ``drums`` the bass style and drum pattern ("" for none);
+    ``melody_octave`` the melody's octave shift; ``accomp_programs`` the General MIDI
+    programs of the chord parts, then of the bass, joined by ``;``; ``mix_db`` the part
+    levels (dB) of the melody, the chord parts, the bass and the drums, those present,
+    joined by ``;``. ``tacet_pass``/``tacet_section``: that section of that pass is played
+    without the melody (-1: none). ``eq_low_db``/``eq_high_db``: shelving EQ (0: flat);
+    ``comp_ratio`` > 1: a compressor at ``comp_threshold_db`` below the peak.
     """
     recording_id: str
     work_id: str
@@ -60,15 +75,35 @@ class Recipe:
     fade_out_s: float
     edge_fade_s: float
     effects_seed: int
+    soundfont: str = DEFAULT_SOUNDFONT_NAME
+    style: str = MELODY
+    harmony: str = ""
+    bass: str = ""
+    drums: str = ""
+    melody_octave: int = 0
+    accomp_programs: str = ""
+    mix_db: str = ""
+    tacet_pass: int = -1
+    tacet_section: int = -1
+    eq_low_db: float = 0.0
+    eq_high_db: float = 0.0
+    comp_ratio: float = 1.0
+    comp_threshold_db: float = 0.0
+
+    @property
+    def is_band(self) -> bool:
+        """True when the version is a band arrangement (not the melody alone)."""
+        return self.style != MELODY
 
     def digest(self, sample_rate: int) -> str:
         """Hash of the recipe and everything else that shapes its audio: the sample rate,
-        the soundfont, the music21 version and the source of the rendering modules (so
-        an edit to them renders every version again)."""
+        the soundfont file, the music21 version and the source of the rendering modules
+        (so an edit to them renders every version again)."""
+        font = soundfont_path(self.soundfont)
         payload = {"recipe": dataclasses.asdict(self), "sample_rate": sample_rate,
                    "code": code_digest(), "extract_version": EXTRACT_VERSION,
                    "music21": music21.__version__, "soundfont": [
-                       DEFAULT_SOUNDFONT.name, DEFAULT_SOUNDFONT.stat().st_size]}
+                       font.name, font.stat().st_size]}
         blob = json.dumps(payload, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

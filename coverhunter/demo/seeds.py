@@ -6,12 +6,14 @@ import hashlib
 
 import numpy as np
 
-__all__ = ["ORDER", "SPLIT", "VERSION", "WORK", "rng", "stable_int"]
+__all__ = ["ARRANGEMENT", "ORDER", "SPLIT", "VERSION", "WORK", "rng", "stable_int"]
 
 WORK = 1     # a work's number of versions, its settings' order and its programs
 VERSION = 2  # everything drawn for one version
 SPLIT = 3    # which ordinary work goes to which split
 ORDER = 4    # the order in which corpus tunes are considered
+ARRANGEMENT = 5  # a version's soundfont and band arrangement (apart, so the draws of
+                 # VERSION, and a melody-only catalogue, are as they were before bands)
 
 
 def rng(seed: int, stream: int, *keys: int) -> np.random.Generator:

@@ -4,6 +4,7 @@ chosen before it (by title and by melody)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from coverhunter.demo import seeds
@@ -15,7 +16,7 @@ from coverhunter.demo.splits import assign_splits
 from coverhunter.demo.tune import Tune
 from coverhunter.demo.tune_store import TuneStore
 
-__all__ = ["Selection", "Selector", "select_works", "take_fillers"]
+__all__ = ["Selection", "Selector", "barred_tunes", "select_works", "take_fillers"]
 
 
 @dataclass
@@ -91,11 +92,15 @@ def _take(store: TuneStore, sel: Selector, stream: list[tuple[str, str]], start:
     return accepted, pos
 
 
-def select_works(p: DemoParams, store: TuneStore, batch: int) -> Selection:
+def select_works(p: DemoParams, store: TuneStore, batch: int,
+                 barred: Sequence[Tune] = ()) -> Selection:
     """Natural-variant works first (their melodies are then barred from the rest), then
     ``n_works`` ordinary works, deduplicated by title and melody. ``batch``: candidates
-    parsed at a time."""
+    parsed at a time. ``barred`` tunes (and any tune like one of them, by title or
+    melody) are never chosen, as works or as fillers."""
     sel = Selector(p)
+    for tune in barred:
+        sel.add(tune, tune.title)
     tunes: dict[str, Tune] = {}
     works: list[Work] = []
     index = corpus_index(p.collections)
@@ -135,3 +140,12 @@ def take_fillers(store: TuneStore, chosen: Selection, count: int, batch: int) ->
     fillers, chosen.pos = _take(store, chosen.selector, chosen.stream, chosen.pos, count,
                                 False, batch, "demo: choosing intro/outro tunes")
     return fillers
+
+
+def barred_tunes(reference: DemoParams, splits: Sequence[str], store: TuneStore,
+                 batch: int) -> list[Tune]:
+    """The tunes of the ``splits`` works of the catalogue ``reference`` would choose (every
+    setting of a natural-variant work): what a catalogue with ``exclude_splits`` bars.
+    Only the selection is made (nothing is rendered); it reads the same corpus cache."""
+    chosen = select_works(reference, store, batch)
+    return [chosen.tunes[ref] for w in chosen.works if w.split in splits for ref in w.settings]

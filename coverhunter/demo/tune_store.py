@@ -18,6 +18,8 @@ from coverhunter.demo.tune import Tune
 
 __all__ = ["TuneStore"]
 
+_SAVE_EVERY = 1000  # newly parsed tunes between two writes of the cache
+
 
 def _load_job(job: tuple[str, str, bool]) -> dict[str, Any]:
     """Worker: parse one tune; a tune music21 cannot read is recorded, not raised."""
@@ -51,10 +53,12 @@ class TuneStore:
                 if self._key(r, expand) not in self.data]
         if todo:
             results = self.runner.map(_load_job, todo)
-            for (ref, _, _), res in tqdm(zip(todo, results), total=len(todo), desc=desc,
-                                         unit="tune", leave=False):
+            for k, ((ref, _, _), res) in enumerate(tqdm(zip(todo, results), total=len(todo),
+                                                        desc=desc, unit="tune", leave=False)):
                 self.data[self._key(ref, expand)] = res
-            self.dirty = True
+                self.dirty = True
+                if (k + 1) % _SAVE_EVERY == 0:
+                    self.save()  # a long first build (demo.size=large) resumes from here
         out: list[Tune | None] = []
         for ref, _ in items:
             d = self.data[self._key(ref, expand)]

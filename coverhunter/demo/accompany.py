@@ -1,0 +1,508 @@
+"""Band arrangements: chords, a bass line and drums made to fit a tune.
+
+Everything here works on one pass of a tune, in the tune's own time (seconds at the
+score's tempo, before the version's key and tempo change), and is deterministic: the
+random choices (style, programs, patterns) are drawn by :mod:`~coverhunter.demo.plan`
+and recorded in the recipe; :func:`accompany` turns them into notes.
+
+- :func:`estimate_key`: the key: the major scale that holds most of the melody (so modal
+  tunes keep their own notes) and the final note as tonic;
+- :func:`harmonise`: one chord per bar (or half bar): the major or minor triad of the
+  key's scale that contains the segment's strongest melody pitch class and best covers
+  its other notes (with a mild preference for the primary chords, for keeping the chord,
+  and for the tonic at the end). A pickup bar takes the tune's last chord (the band plays
+  on from the previous pass);
+- chord parts in one of :data:`CHORD_STYLES` (strummed, arpeggiated, sustained pad,
+  rhythmic comping), a bass line in one of :data:`BASS_STYLES` (held roots, roots and
+  fifths, walking) and drums in one of :data:`DRUM_PATTERNS` on the General MIDI
+  percussion keys, following the tune's beats (simple or compound metre).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from coverhunter.demo.tune import Tune
+
+__all__ = ["BASS_STYLES", "CHORD_STYLES", "DRUM_PATTERNS", "Chord", "Key", "Segment",
+           "accompany", "bass_line", "chord_part", "diatonic_chords", "drum_part",
+           "estimate_key", "harmonise"]
+
+CHORD_STYLES = ("strum", "arpeggio", "pad", "comp")
+BASS_STYLES = ("held", "root5", "walking")
+DRUM_PATTERNS = ("rock", "folk", "brush", "march")
+
+# General MIDI percussion keys (channel 10)
+KICK, STICK, SNARE, CLOSED_HAT, PEDAL_HAT, OPEN_HAT, CRASH, RIDE, TAMBOURINE = (
+    36, 37, 38, 42, 44, 46, 49, 51, 54)
+
+# Krumhansl-Kessler probe-tone profiles, from the tonic up
+_MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+_MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+_MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
+_QUALITY = {"maj": (0, 4, 7), "min": (0, 3, 7), "dim": (0, 3, 6)}
+_LEADING_TONE_SHARE = 0.03  # a minor tune using its raised 7th this much gets a major V
+
+_EPS = 1e-6
+_ON_BAR, _ON_BEAT, _OFF_BEAT = 1.0, 0.75, 0.5  # metric weight of a melody onset
+
+
+@dataclass(frozen=True)
+class Key:
+    """A key: its ``tonic`` pitch class (0 = C) and ``scale``, the pitch class of the major
+    scale it uses (C major and A minor or dorian: 0; D mixolydian: 7)."""
+    tonic: int
+    scale: int
+
+    @property
+    def pcs(self) -> tuple[int, ...]:
+        """The seven pitch classes of the scale, from the tonic up."""
+        ring = [(self.scale + i) % 12 for i in _MAJOR_SCALE]
+        k = ring.index(self.tonic)
+        return tuple(ring[k:] + ring[:k])
+
+    @property
+    def minor(self) -> bool:
+        """True when the tonic triad is minor (aeolian, dorian, phrygian)."""
+        return (self.pcs[2] - self.tonic) % 12 == 3
+
+
+@dataclass(frozen=True)
+class Chord:
+    """A triad: ``root`` pitch class and ``quality`` (``maj``, ``min`` or ``dim``)."""
+    root: int
+    quality: str
+
+    @property
+    def pcs(self) -> tuple[int, int, int]:
+        """Root, third and fifth as pitch classes."""
+        return tuple((self.root + i) % 12 for i in _QUALITY[self.quality])
+
+    @property
+    def fifth(self) -> int:
+        return self.pcs[2]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of one pass (s, tune time) played over one chord."""
+    start: float
+    end: float
+    chord: Chord
+
+
+def _histogram(notes: np.ndarray) -> np.ndarray:
+    """Duration-weighted pitch classes of ``notes`` ``(n, 4)``: shape ``(12,)``."""
+    hist = np.zeros(12)
+    np.add.at(hist, notes[:, 2].round().astype(int) % 12, notes[:, 1])
+    return hist
+
+
+def estimate_key(notes: np.ndarray) -> Key:
+    """The key of a melody ``(n, 4)``: the major scale holding most of its sounding time
+    (ties: the lowest pitch class from C), and as tonic the final note (the lowest of a
+    final chord), as folk tunes end on their tonic, unless that note is outside the scale
+    or on its diminished degree; then the scale degree whose major or minor
+    Krumhansl-Kessler profile fits the pitch classes best."""
+    hist = _histogram(notes)
+    inside = [sum(hist[(root + i) % 12] for i in _MAJOR_SCALE) for root in range(12)]
+    scale = int(np.argmax(np.round(inside, 9)))
+    ring = [(scale + i) % 12 for i in _MAJOR_SCALE]
+    last = notes[notes[:, 0] == notes[:, 0].max()]
+    final = int(round(last[:, 2].min())) % 12 if notes.size else scale
+    if final in ring and final != ring[6]:
+        return Key(final, scale)
+    best, best_r = Key(scale, scale), -np.inf
+    for tonic in ring[:6]:  # never the diminished degree
+        key = Key(tonic, scale)
+        profile = _MINOR_PROFILE if key.minor else _MAJOR_PROFILE
+        r = np.corrcoef(hist, np.roll(profile, tonic))[0, 1] if hist.std() > 0 else 0.0
+        if r > best_r + 1e-12:
+            best, best_r = key, r
+    return best
+
+
+def diatonic_chords(key: Key, leading_tone: bool = False) -> list[tuple[Chord, float]]:
+    """The major and minor triads on the degrees of the key's scale (the diminished one
+    left out), with their preference: the tonic chord 1.0, the chords a fourth and a
+    fifth above it 0.8, the others 0.4; tonic chord first. With ``leading_tone`` (a
+    minor tune that uses the note a semitone below its tonic) the chord on the fifth is
+    major, as in harmonic minor."""
+    pcs = key.pcs
+    out = []
+    for i, root in enumerate(pcs):
+        third, fifth = (pcs[(i + 2) % 7] - root) % 12, (pcs[(i + 4) % 7] - root) % 12
+        if fifth != 7:
+            continue  # the diminished triad
+        quality = "maj" if third == 4 else "min"
+        step = (root - key.tonic) % 12
+        if step == 7 and quality == "min" and leading_tone:
+            quality = "maj"
+        prior = 1.0 if step == 0 else 0.8 if step in (5, 7) else 0.4
+        out.append((Chord(root, quality), prior))
+    return out
+
+
+def _segment_bounds(tune: Tune, half_bars: bool) -> list[tuple[float, float]]:
+    """Chord segments of one pass: the bars (and a stretch before the first bar line),
+    bars of 4 or more beats (an even number) split at their middle beat if ``half_bars``."""
+    beats, bars, _ = tune.grid()
+    edges = sorted({0.0, *bars.tolist()} - {tune.length_s})
+    edges = [e for e in edges if e < tune.length_s] + [tune.length_s]
+    out = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        inside = beats[(beats >= a - _EPS) & (beats < b - _EPS)]
+        if half_bars and inside.size >= 4 and inside.size % 2 == 0:
+            mid = float(inside[inside.size // 2])
+            out += [(a, mid), (mid, b)]
+        else:
+            out.append((a, b))
+    return out
+
+
+def _pc_weights(tune: Tune, a: float, b: float, beats: np.ndarray, bars: np.ndarray) -> np.ndarray:
+    """Weight of each pitch class in ``[a, b)``: the time each note sounds there times the
+    metric weight of its onset (on a bar line, on a beat, between beats)."""
+    w = np.zeros(12)
+    n = tune.notes
+    on, end = n[:, 0], n[:, 0] + n[:, 1]
+    sel = (on < b - _EPS) & (end > a + _EPS)
+    for onset, stop, pitch in zip(on[sel], end[sel], n[sel, 2]):
+        overlap = min(stop, b) - max(onset, a)
+        if np.any(np.abs(bars - onset) < 1e-3):
+            metric = _ON_BAR
+        elif np.any(np.abs(beats - onset) < 1e-3):
+            metric = _ON_BEAT
+        else:
+            metric = _OFF_BEAT
+        w[int(round(pitch)) % 12] += overlap * metric
+    return w
+
+
+def harmonise(tune: Tune, half_bars: bool = False, key: Key | None = None) -> list[Segment]:
+    """One chord per bar (or half bar) of one pass of ``tune`` (see the module doc).
+
+    Every chord is a diatonic triad of ``key`` (estimated when None) and, where one of
+    them can, contains the segment's strongest melody pitch class (largest weight of
+    :func:`_pc_weights`). A segment without melody keeps the previous chord (the tonic
+    at the start). A short first bar (a pickup) takes the last segment's chord.
+    """
+    beats, bars, _ = tune.grid()
+    key = key or estimate_key(tune.notes)
+    hist = _histogram(tune.notes)
+    leading = key.minor and hist[(key.tonic + 11) % 12] >= _LEADING_TONE_SHARE * hist.sum()
+    candidates = diatonic_chords(key, bool(leading))
+    tonic = candidates[0][0]
+    bounds = _segment_bounds(tune, half_bars)
+    bar_len = float(np.median(np.diff(bars))) if bars.size > 1 else tune.length_s
+    chords: list[Chord] = []
+    prev = tonic
+    for i, (a, b) in enumerate(bounds):
+        w = _pc_weights(tune, a, b, beats, bars)
+        total = float(w.sum())
+        if total <= 0:
+            chords.append(prev)
+            continue
+        strongest = int(w.argmax())
+        pool = [(c, p) for c, p in candidates if strongest in c.pcs] or candidates
+        last = i == len(bounds) - 1
+        best, best_score = pool[0][0], -np.inf
+        for chord, prior in pool:
+            inside = sum(w[pc] for pc in chord.pcs)
+            score = (inside - 0.5 * (total - inside)
+                     + total * (0.15 * prior + 0.1 * (chord == prev)
+                                + 0.3 * (last and chord == tonic)))
+            if score > best_score + 1e-12:
+                best, best_score = chord, score
+        chords.append(best)
+        prev = best
+    if len(bounds) > 1 and bounds[0][1] - bounds[0][0] < 0.75 * bar_len:
+        chords[0] = chords[-1]  # pickup: the band plays on from the end of the tune
+    return [Segment(a, b, c) for (a, b), c in zip(bounds, chords)]
+
+
+# ------------------------------------------------------------------------------ voicing
+
+
+def _pitch(pc: int, low: int) -> int:
+    """The lowest pitch of pitch class ``pc`` at or above ``low``."""
+    return low + (pc - low) % 12
+
+
+def _close_voicing(chord: Chord, low: int, prev: list[int] | None) -> list[int]:
+    """The inversion of ``chord`` (lowest note in ``[low, low + 11]``) nearest ``prev``."""
+    options = []
+    for i in range(3):
+        order = chord.pcs[i:] + chord.pcs[:i]
+        v = [_pitch(order[0], low)]
+        for pc in order[1:]:
+            v.append(_pitch(pc, v[-1] + 1))
+        options.append(v)
+    if prev is None:
+        return options[0]
+    return min(options, key=lambda v: sum(abs(a - b) for a, b in zip(v, prev)))
+
+
+def _guitar_voicing(chord: Chord) -> list[int]:
+    """Root in E2-D#3, then the chord tones above it up to an octave and a half."""
+    root = _pitch(chord.root, 40)
+    return [p for p in range(root, root + 20) if p % 12 in chord.pcs]
+
+
+def _beats_in(beats: np.ndarray, a: float, b: float) -> np.ndarray:
+    return beats[(beats >= a - _EPS) & (beats < b - _EPS)]
+
+
+def _beat_length(beats: np.ndarray, i: int, fallback: float) -> float:
+    return float(beats[i + 1] - beats[i]) if i + 1 < beats.size else fallback
+
+
+def _subdivisions(seg: Segment, beats: np.ndarray, division: int,
+                  beat_s: float) -> list[tuple[float, int, int]]:
+    """``(onset, beat index in the segment, subdivision index)`` of every subdivision of
+    every beat inside the segment."""
+    inside = np.flatnonzero((beats >= seg.start - _EPS) & (beats < seg.end - _EPS))
+    out = []
+    for k, i in enumerate(inside):
+        length = _beat_length(beats, int(i), beat_s)
+        for j in range(division):
+            t = float(beats[i]) + j * length / division
+            if t < seg.end - _EPS:
+                out.append((t, k, j))
+    return out
+
+
+def _notes(rows: list[tuple[float, float, int, float]]) -> np.ndarray:
+    arr = np.array(rows, dtype=np.float64).reshape(-1, 4)
+    return arr[np.lexsort((arr[:, 2], arr[:, 0]))] if arr.size else arr
+
+
+# ------------------------------------------------------------------------------- parts
+
+
+def chord_part(segments: list[Segment], tune: Tune, style: str) -> np.ndarray:
+    """The chords of ``segments`` played in ``style`` (one of :data:`CHORD_STYLES`):
+    ``(n, 4)`` notes of one pass.
+
+    - ``strum``: a guitar voicing (root in the bass) strummed down on every beat, strings
+      12 ms apart, and up (top three strings, softer) on the last subdivision of a beat;
+    - ``arpeggio``: the chord's notes one per subdivision, up and down, each ringing for
+      two subdivisions;
+    - ``pad``: a close voicing (around middle C, nearest the previous chord) held for the
+      chord's whole length;
+    - ``comp``: short close-voiced stabs off the beat: on every subdivision but the first
+      of a beat, in triple time on beats 2 and 3 instead.
+    """
+    beats, _, division = tune.grid()
+    beat_s = float(np.median(np.diff(beats))) if beats.size > 1 else 0.5
+    rows: list[tuple[float, float, int, float]] = []
+    prev: list[int] | None = None
+    for n, seg in enumerate(segments):
+        if style == "pad":
+            if n and segments[n - 1].chord == seg.chord and rows:
+                continue  # already held from the previous segment
+            end = seg.end
+            for later in segments[n + 1:]:
+                if later.chord != seg.chord:
+                    break
+                end = later.end
+            prev = _close_voicing(seg.chord, 53, prev)
+            rows += [(seg.start, end - seg.start, p, 64.0) for p in prev]
+            continue
+        subs = _subdivisions(seg, beats, division, beat_s)
+        if not subs:
+            continue
+        sub_s = beat_s / division
+        if style == "strum":
+            strings = _guitar_voicing(seg.chord)
+            strokes = [(t, j == 0) for t, _, j in subs if j in (0, division - 1)]
+            for s, (t, down) in enumerate(strokes):
+                nxt = strokes[s + 1][0] if s + 1 < len(strokes) else seg.end
+                play = strings if down else strings[::-1][:3]
+                for k, p in enumerate(play):
+                    on = t + 0.012 * k
+                    if on < nxt - 0.02:
+                        rows.append((on, nxt - on - 0.01, p, 84.0 if down else 62.0))
+        elif style == "arpeggio":
+            root = _pitch(seg.chord.root, 48)
+            tones = [p for p in range(root, root + 17) if p % 12 in seg.chord.pcs]
+            cycle = tones + tones[-2:0:-1]
+            for k, (t, _, _) in enumerate(subs):
+                dur = min(2 * sub_s, seg.end - t)
+                rows.append((t, dur, cycle[k % len(cycle)], 70.0 if k % division else 80.0))
+        elif style == "comp":
+            prev = _close_voicing(seg.chord, 55, prev)
+            n_beats = len({k for _, k, _ in subs})
+            for t, k, j in subs:
+                triple = n_beats == 3 and division == 2
+                if (triple and k > 0 and j == 0) or (not triple and j > 0):
+                    rows += [(t, 0.6 * sub_s, p, 76.0) for p in prev]
+        else:
+            raise ValueError(f"unknown chord style {style!r}; known: {', '.join(CHORD_STYLES)}")
+    return _notes(rows)
+
+
+def _bass_pitch(pc: int) -> int:
+    return _pitch(pc, 40)  # E2-D#3
+
+
+def bass_line(segments: list[Segment], tune: Tune, style: str) -> np.ndarray:
+    """A bass line under ``segments`` in ``style`` (one of :data:`BASS_STYLES`): ``(n, 4)``
+    notes of one pass, between E2 and D#3 (MIDI 40-51) except walking passing notes.
+
+    - ``held``: the root, held while the chord lasts;
+    - ``root5``: root, fifth, root, ... on the strong beats (every beat of a two-beat
+      bar, beats 1 and 3 of four, beat 1 of three), each held to the next;
+    - ``walking``: a note every beat: the root on the chord's first beat, then the third
+      and the fifth, and a semitone below or above the next root on the chord's last beat
+      (when the chord has three beats or more).
+    """
+    beats, bars, _ = tune.grid()
+    beat_s = float(np.median(np.diff(beats))) if beats.size > 1 else 0.5
+    rows: list[tuple[float, float, int, float]] = []
+    held_until = -1.0
+    nominal = _nominal_beats(beats, bars, tune.length_s)
+    for n, seg in enumerate(segments):
+        root, fifth = _bass_pitch(seg.chord.root), _bass_pitch(seg.chord.fifth)
+        inside = _beats_in(beats, seg.start, seg.end)
+        if style == "held":
+            if held_until == seg.start and rows and rows[-1][2] == root:
+                last = rows[-1]  # the same root goes on: hold it longer
+                rows[-1] = (last[0], seg.end - last[0] - 0.02, last[2], last[3])
+                held_until = seg.end
+            elif inside.size:
+                rows.append((float(inside[0]), seg.end - float(inside[0]) - 0.02, root, 90.0))
+                held_until = seg.end
+            continue
+        if not inside.size:
+            continue
+        if style == "root5":
+            strong = [t for t in inside
+                      if _is_strong(*_position(float(t), beats, bars, tune.length_s, nominal))]
+            for k, t in enumerate(strong):
+                nxt = strong[k + 1] if k + 1 < len(strong) else seg.end
+                rows.append((float(t), nxt - t - 0.02, root if k % 2 == 0 else fifth, 90.0))
+        elif style == "walking":
+            third = _bass_pitch(seg.chord.pcs[1])
+            nxt_root = _bass_pitch(segments[(n + 1) % len(segments)].chord.root)
+            approach = nxt_root - 1 if nxt_root > root else nxt_root + 1
+            line = [root, third, fifth, third, fifth]
+            for k, t in enumerate(inside):
+                nxt = float(inside[k + 1]) if k + 1 < inside.size else seg.end
+                if k == 0:
+                    p = root
+                elif k == inside.size - 1 and inside.size >= 3:
+                    p = approach
+                else:
+                    p = line[k % len(line)]
+                rows.append((float(t), min(nxt, float(t) + beat_s) - t - 0.02, p, 88.0))
+        else:
+            raise ValueError(f"unknown bass style {style!r}; known: {', '.join(BASS_STYLES)}")
+    return _notes(rows)
+
+
+def _bar_of(bars: np.ndarray, t: float, length_s: float) -> tuple[float, float]:
+    """``(start, end)`` of the bar holding ``t``."""
+    i = int(np.searchsorted(bars, t + _EPS, side="right")) - 1
+    start = float(bars[i]) if i >= 0 else 0.0
+    end = float(bars[i + 1]) if i + 1 < bars.size else length_s
+    return start, end
+
+
+def _nominal_beats(beats: np.ndarray, bars: np.ndarray, length_s: float) -> int:
+    """The most common number of beats in a bar."""
+    ends = [*bars[1:].tolist(), length_s]
+    counts = [_beats_in(beats, a, b).size for a, b in zip(bars.tolist(), ends)]
+    counts = [c for c in counts if c > 0]
+    return int(np.bincount(counts).argmax()) if counts else 4
+
+
+def _position(t: float, beats: np.ndarray, bars: np.ndarray, length_s: float,
+              nominal: int) -> tuple[int, int]:
+    """``(k, n)``: the beat at ``t`` is beat ``k`` (from 0) of a bar of ``n`` beats. A bar
+    whose first beat comes after its bar line is a pickup: its beats are the last ones
+    of a full bar."""
+    a, b = _bar_of(bars, t, length_s)
+    bar_beats = _beats_in(beats, a, b)
+    k, n = int(np.abs(bar_beats - t).argmin()), bar_beats.size
+    if bar_beats[0] - a > 1e-3 and n < nominal:
+        k, n = k + nominal - n, nominal
+    return k, n
+
+
+def _is_strong(k: int, n: int) -> bool:
+    """Beat 1 always; beats 1 and 3 of four (or more); every beat of two; beat 1 of three."""
+    if n <= 2:
+        return True
+    if n == 3:
+        return k == 0
+    return k % 2 == 0
+
+
+def drum_part(tune: Tune, pattern: str) -> np.ndarray:
+    """One pass of drums in ``pattern`` (one of :data:`DRUM_PATTERNS`): ``(n, 4)`` notes
+    whose pitches are General MIDI percussion keys (for channel 10).
+
+    All patterns: a crash on the first full bar's downbeat, the bass drum on beat 1 (and
+    3 of four), the backbeat (beats 2 and 4; the second beat of two; beats 2 and 3 of
+    three) on the snare, side stick or tambourine:
+
+    - ``rock``: closed hi-hat on every subdivision, snare backbeat;
+    - ``folk``: bass drum on every beat, tambourine on the last subdivision of each beat;
+    - ``brush``: ride on every beat and the last subdivision, pedal hi-hat and side stick on
+      the backbeat, a soft bass drum on beat 1;
+    - ``march``: snare on every subdivision, accented on the beats.
+    """
+    if pattern not in DRUM_PATTERNS:
+        raise ValueError(f"unknown drum pattern {pattern!r}; known: {', '.join(DRUM_PATTERNS)}")
+    beats, bars, division = tune.grid()
+    beat_s = float(np.median(np.diff(beats))) if beats.size > 1 else 0.5
+    rows: list[tuple[float, float, int, float]] = []
+    crashed = False
+    nominal = _nominal_beats(beats, bars, tune.length_s)
+    for i, t in enumerate(beats.tolist()):
+        k, n = _position(t, beats, bars, tune.length_s, nominal)
+        if k == 0 and n >= 2 and not crashed:
+            rows.append((t, 0.2, CRASH, 90.0))
+            crashed = True
+        backbeat = (k % 2 == 1) if n != 3 else k > 0
+        length = _beat_length(beats, i, beat_s)
+        subs = [t + j * length / division for j in range(division)]
+        if pattern == "rock":
+            rows += [(s, 0.1, CLOSED_HAT, 80.0 if j == 0 else 62.0) for j, s in enumerate(subs)]
+            if k == 0 or (n >= 4 and k == 2):
+                rows.append((t, 0.2, KICK, 100.0))
+            if backbeat:
+                rows.append((t, 0.2, SNARE, 96.0))
+        elif pattern == "folk":
+            rows.append((t, 0.2, KICK, 96.0 if k == 0 else 76.0))
+            rows.append((subs[-1], 0.1, TAMBOURINE, 70.0))
+            if backbeat:
+                rows.append((t, 0.1, TAMBOURINE, 84.0))
+        elif pattern == "brush":
+            rows.append((t, 0.3, RIDE, 72.0))
+            rows.append((subs[-1], 0.2, RIDE, 56.0))
+            if k == 0:
+                rows.append((t, 0.2, KICK, 70.0))
+            if backbeat:
+                rows += [(t, 0.1, PEDAL_HAT, 70.0), (t, 0.1, STICK, 78.0)]
+        else:  # march
+            rows += [(s, 0.1, SNARE, 96.0 if j == 0 else 66.0) for j, s in enumerate(subs)]
+            if k == 0 or (n >= 4 and k == 2):
+                rows.append((t, 0.2, KICK, 96.0))
+    return _notes(rows)
+
+
+def accompany(tune: Tune, styles: list[str], bass: str, drums: str,
+              half_bars: bool = False) -> dict[str, np.ndarray]:
+    """The accompaniment of one pass of ``tune``: ``{part: (n, 4) notes}`` with one chord
+    part per style (keys ``chords0``, ``chords1``, ...), ``bass`` (unless ``bass`` is "")
+    and ``drums`` (unless ``drums`` is "")."""
+    segments = harmonise(tune, half_bars)
+    parts = {f"chords{i}": chord_part(segments, tune, s) for i, s in enumerate(styles)}
+    if bass:
+        parts["bass"] = bass_line(segments, tune, bass)
+    if drums:
+        parts["drums"] = drum_part(tune, drums)
+    return parts

@@ -1,0 +1,77 @@
+"""Pretraining workspace (coverhunter/pretrain.py, stages/pretrain.py) and starting a model
+from a shipped checkpoint (train.init: pretrained)."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import yaml
+
+from coverhunter.model import CoverHunterNet
+from coverhunter.pretrain import apply_overrides, model_card, prepare_workspace
+
+RAW = {"train": {"max_steps": 800, "init": "pretrained"},
+       "demo": {"size": "full", "large": {"out_dir": "data/demo_large"}},
+       "pretrain": {"workspace": "ws", "overrides": {"train.max_steps": 9000, "train.init": "scratch",
+                                                     "demo.large.out_dir": "data/demo"}}}
+
+
+def test_overrides_set_dotted_keys_of_any_depth_and_leave_the_input_alone():
+    out = apply_overrides(RAW, RAW["pretrain"]["overrides"])
+    assert out["train"] == {"max_steps": 9000, "init": "scratch"}
+    assert out["demo"] == {"size": "full", "large": {"out_dir": "data/demo"}}
+    assert RAW["train"]["max_steps"] == 800 and RAW["demo"]["large"]["out_dir"] == "data/demo_large"
+
+
+def test_an_override_naming_no_parameter_is_an_error_naming_it():
+    with pytest.raises(ValueError, match=r"'train.max_step' names no parameter"):
+        apply_overrides(RAW, {"train.max_step": 1})
+    with pytest.raises(ValueError, match=r"'demo.large.out_dir.x'"):
+        apply_overrides(RAW, {"demo.large.out_dir.x": 1})
+
+
+def test_workspace_params_links_and_unchanged_files_left_alone(tmp_path):
+    for name in ("coverhunter", "stages", "flows", "models"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    ws = prepare_workspace(tmp_path, RAW)
+    params = yaml.safe_load((ws / "params.yaml").read_text())
+    assert params["train"]["max_steps"] == 9000 and "pretrain" not in params
+    assert (ws / "stages").is_symlink() and (ws / "stages").resolve() == (tmp_path / "stages").resolve()
+    assert (ws / "dvc.yaml").read_text() == "stages: {}\n" and not (ws / "dvc.yaml").is_symlink()
+    before = (ws / "params.yaml").stat().st_mtime_ns
+    prepare_workspace(tmp_path, RAW)                       # same inputs: not rewritten
+    assert (ws / "params.yaml").stat().st_mtime_ns == before
+    (tmp_path / "dvc.yaml").write_text("stages: {a: {cmd: x}}\n")
+    prepare_workspace(tmp_path, RAW)                       # the project's pipeline changed
+    assert "cmd: x" in (ws / "dvc.yaml").read_text()
+
+
+def test_model_card_lists_every_row_and_set():
+    m = {"mAP": 0.5, "HR1": 0.25, "MR1": 3.0, "n_queries": 40}
+    card = {"name": "models/pretrained", "commit": "abc1234", "exported": "now",
+            "data": {"works": 3000, "recordings": 12000, "hours": 93.0, "works_per_split": {"train": 2700}},
+            "steps": 8000, "wall_s": 1800.0, "final_loss": 1.2, "device": "cpu",
+            "params": {"model": {}, "loss": {}, "train": {}, "augment": {}},
+            "metrics": {"coarse": {"test": m}, "baseline_2dftm": {"test": m}},
+            "metrics_source": {}}
+    text = model_card(card)
+    assert "| coarse | test | 0.500 | 0.250 | 3.00 | 40 |" in text
+    assert "| baseline_2dftm | test |" in text and "3000 works" in text and "30.0 min" in text
+
+
+def test_start_from_a_checkpoint_of_another_model_names_the_keys(tiny, tmp_path):
+    from stages.train import pretrained_path, start_from
+    other = CoverHunterNet(96, dataclasses.replace(tiny.model, d_model=48), n_classes=3)
+    torch.save({"config": other.config, "model": other.state_dict()}, tmp_path / "model.pt")
+    net = CoverHunterNet(96, tiny.model, n_classes=5)
+    with pytest.raises(ValueError, match=r"model.d_model=48 \(params.yaml: 32\)"):
+        start_from(net, tmp_path / "model.pt")
+    same = CoverHunterNet(96, dataclasses.replace(tiny.model, dropout=0.3), n_classes=3)
+    torch.save({"config": same.config, "model": same.state_dict()}, tmp_path / "model.pt")
+    start_from(net, tmp_path / "model.pt")                 # dropout differs: allowed
+    assert torch.equal(net.state_dict()["pool.proj.weight"], same.state_dict()["pool.proj.weight"])
+    p = dataclasses.replace(tiny, train=dataclasses.replace(tiny.train, pretrained=str(tmp_path / "none")))
+    with pytest.raises(FileNotFoundError, match="make pretrain"):
+        pretrained_path(p)
