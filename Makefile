@@ -44,8 +44,7 @@ demo: install
 # The pipeline on the large catalogue in its own workspace (pretrain/), then the final model
 # exported to models/pretrained with its model card, scored on the demo's sets too.
 pretrain: install
-	$(BIN)/python -m stages.pretrain setup
-	cd pretrain && PYTHONPATH=$(CURDIR) $(abspath $(BIN))/dvc repro
+	ws=$$($(BIN)/python -m stages.pretrain setup) && cd $$ws && PYTHONPATH=$(CURDIR) $(abspath $(BIN))/dvc repro
 	$(BIN)/dvc repro demo
 	$(BIN)/python -m stages.pretrain export
 

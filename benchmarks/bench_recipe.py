@@ -14,8 +14,8 @@ before its BatchNorm (``linear``) and the pre-bottleneck vector (``pre``).
 from __future__ import annotations
 
 import argparse
-import copy
-import dataclasses
+import hashlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -37,6 +37,7 @@ from coverhunter.extract import load_features, read_index  # noqa: E402
 from coverhunter.losses import CoverHunterLoss  # noqa: E402
 from coverhunter.model import CoverHunterNet  # noqa: E402
 from coverhunter.params import from_dict  # noqa: E402
+from coverhunter.pretrain import apply_overrides  # noqa: E402
 from coverhunter.sampler import PKSampler  # noqa: E402
 from coverhunter.train import seed_everything, train  # noqa: E402
 
@@ -46,13 +47,7 @@ TRAIN_SAMPLE_WORKS = 24   # training works scored for fit (all their versions)
 
 
 def override(raw: dict, changes: dict) -> dict:
-    out = copy.deepcopy(raw)
-    for dotted, value in changes.items():
-        section, key = dotted.split(".", 1)
-        if key not in out[section]:
-            raise KeyError(f"unknown parameter {dotted}")
-        out[section][key] = value
-    return out
+    return apply_overrides(raw, changes)
 
 
 class _Swap:
@@ -161,7 +156,9 @@ def main() -> None:
             if ((done["row"] == name) & (done["seed"] == seed) & (done["steps"] == args.steps)).any():
                 continue
             t0 = time.perf_counter()
-            work = out.parent / "work" / f"{name}-{seed}-{args.steps}"
+            # the work folder is named by every parameter, so a changed row never resumes a stale run
+            key = hashlib.sha1(json.dumps(override(raw, changes or {}), sort_keys=True).encode()).hexdigest()[:8]
+            work = out.parent / "work" / f"{name}-{seed}-{args.steps}-{key}"
             recs = run_row(override(raw, changes or {}), seed, args.steps, sets, df, args.embeddings, work)
             done = pd.concat([done, pd.DataFrame([{"row": name, "steps": args.steps, **r} for r in recs])],
                              ignore_index=True)

@@ -4,8 +4,8 @@ The paper trains on SHS100K (about 8,000 works); the demo's 56 training works ar
 few to learn what makes two recordings one work. ``make pretrain`` therefore runs the
 very same pipeline on the builder's ``large`` catalogue in a workspace folder of its own:
 its ``params.yaml`` is the project's with ``pretrain.overrides`` applied (dotted keys of
-any depth), its ``dvc.yaml`` a copy of the project's, and its code and shipped models are
-links to the project's, so each has one source. The final model is then exported with a model card (data,
+any depth), its ``dvc.yaml`` a copy of the project's, and its code links to the project's,
+so each has one source. The final model is then exported with a model card (data,
 parameters, steps, wall time, held-out metrics beside the baselines, the commit).
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-LINKED = ("coverhunter", "stages", "flows", "models")   # linked into the workspace
+LINKED = ("coverhunter", "stages", "flows")   # linked into the workspace
 COPIED = ("dvc.yaml",)   # copied (DVC resolves a linked dvc.yaml to the project's own pipeline)
 
 
@@ -40,6 +40,15 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dic
     return out
 
 
+def pretrained_checkpoint(folder: str | Path) -> Path:
+    """``<folder>/model.pt`` of ``train.pretrained``; a clear error when it is absent."""
+    path = Path(folder) / "model.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"train.init is 'pretrained' but {path} does not exist: run "
+                                "`make pretrain`, or train from scratch with -S train.init=scratch")
+    return path
+
+
 def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -49,8 +58,7 @@ def write_atomic(path: Path, text: str) -> None:
 def prepare_workspace(root: Path, raw: Mapping[str, Any]) -> Path:
     """Create (or refresh) the workspace ``root / pretrain.workspace``: its params.yaml
     (the project's with ``pretrain.overrides``) and dvc.yaml (a copy), each rewritten only
-    when it changes, so DVC sees no change otherwise, and links to the project's code and
-    models."""
+    when it changes, so DVC sees no change otherwise, and links to the project's code."""
     settings = raw["pretrain"]
     ws = root / settings["workspace"]
     ws.mkdir(parents=True, exist_ok=True)
@@ -64,6 +72,9 @@ def prepare_workspace(root: Path, raw: Mapping[str, Any]) -> Path:
             target.unlink()
         if not target.exists() or target.read_text() != content:   # unchanged: DVC sees no change
             write_atomic(target, content)
+    # the workspace trains from scratch: its train.pretrained (a DVC dependency) is an empty
+    # folder of its own, so exporting a new checkpoint does not make the workspace stale
+    (ws / params["train"]["pretrained"]).mkdir(parents=True, exist_ok=True)
     for name in LINKED:
         link, source = ws / name, root / name
         if not source.exists():
@@ -92,7 +103,7 @@ def model_card(card: Mapping[str, Any]) -> str:
         "## Data", "",
         f"The `large` catalogue of the demo builder: {data['works']} works, {data['recordings']} "
         f"recordings, {data['hours']:.1f} h of audio (splits {data['works_per_split']}); "
-        "none of the demo's val, test or test_variants tunes, and no Bach chorale.", "",
+        f"none of the demo's {', '.join(data['excluded_splits'])} tunes, and no Bach chorale.", "",
         "## Training", "",
         f"{card['steps']} steps in {card['wall_s'] / 60:.1f} min on {card['device']}; "
         f"final loss {card['final_loss']:.3f}.", "",

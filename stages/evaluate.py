@@ -41,6 +41,7 @@ from coverhunter.evaluation import EvalSet, embed_set, score_set, sets_from_mani
 from coverhunter.model import CoverHunterNet
 from coverhunter.params import Params
 from coverhunter.plots import plot_embedding_maps, plot_metrics
+from coverhunter.pretrain import pretrained_checkpoint
 from coverhunter.report import flatten_metrics, metrics_table
 from coverhunter.registry import ChampionMeasurement, PromotionDecision, decision_markdown
 from coverhunter.train import load_model, resolve_device, seed_everything
@@ -113,7 +114,10 @@ def run(params_path: str | Path = PARAMS, promote: bool = True) -> dict:
     models = trained_models(p)
     sets = current_sets(p)
     device = resolve_device(p.train.device)
-    candidates = {"untrained": untrained(p)} | {m: load_model(MODELS / m / "model.pt") for m in models}
+    candidates = {"untrained": untrained(p)}
+    if p.train.init == "pretrained":       # the shipped checkpoint as it is, before the demo's training
+        candidates["pretrained"] = load_model(pretrained_checkpoint(p.train.pretrained))
+    candidates |= {m: load_model(MODELS / m / "model.pt") for m in models}
     main = next(s for s in sets if s.name == p.data.main_test_set)
     scored, maps = {}, {}
     for name, net in candidates.items():
@@ -124,7 +128,7 @@ def run(params_path: str | Path = PARAMS, promote: bool = True) -> dict:
     # rows: the references (untrained, training-free baselines), then the trained models
     metrics = ({"untrained": scored["untrained"]}
                | score_baselines(sets, p.baselines, p.features.bins_per_octave)
-               | {m: scored[m] for m in models})
+               | {m: scored[m] for m in candidates if m != "untrained"})
     write_json(METRICS_JSON, metrics)
     PLOTS.mkdir(parents=True, exist_ok=True)
     png = plot_metrics(metrics, PLOTS / "metrics.png")

@@ -6,7 +6,7 @@
 
 The export keeps the inference part of the final model (no classifier: its classes are
 the large catalogue's works) and scores it on the demo's own sets with `stages.score`
-when the demo catalogue has been built (`dvc repro validate`), beside the baselines.
+when the demo catalogue has been built (`dvc repro demo`), beside the baselines.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from coverhunter.pretrain import prepare_workspace, write_card
-from coverhunter.train import load_checkpoint
+from coverhunter.train import load_checkpoint, resolve_device
 
 from stages.common import load
 
@@ -31,11 +31,12 @@ def setup(params_path: str | Path = "params.yaml") -> Path:
     """The workspace, a DVC project of its own (no git: it lives in this repository's
     ignored files) whose stages are this project's."""
     _, raw = load(params_path)
-    ws = prepare_workspace(ROOT, raw)
-    if not (ws / ".dvc").exists():
+    ws = ROOT / raw["pretrain"]["workspace"]
+    if not (ws / ".dvc").exists():   # first, so a dvc.yaml never sits there outside a DVC project
+        ws.mkdir(parents=True, exist_ok=True)
         subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=ws, check=True)
         subprocess.run(["dvc", "config", "core.analytics", "false"], cwd=ws, check=True)
-    return ws
+    return prepare_workspace(ROOT, raw)
 
 
 def export(params_path: str | Path = "params.yaml", score_demo: bool = True) -> dict:
@@ -61,7 +62,8 @@ def export(params_path: str | Path = "params.yaml", score_demo: bool = True) -> 
         from stages.score import run as score
         demo = score(ROOT / p.data.manifest, str(dest / "model.pt"), ROOT / "reports" / "pretrained",
                      params_path, progress=False)
-        demo = {f"{row} (demo sets)": sets for row, sets in demo.items()}
+        demo = {("pretrained" if row == str(dest / "model.pt") else row) + " (demo sets)": sets
+                for row, sets in demo.items()}
         metrics |= demo
         source |= {row: "demo catalogue" for row in demo}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -71,11 +73,12 @@ def export(params_path: str | Path = "params.yaml", score_demo: bool = True) -> 
         "exported": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "data": {"works": int(manifest["work_id"].nunique()), "recordings": len(manifest),
                  "hours": float(manifest["duration_s"].sum() / 3600),
-                 "works_per_split": manifest.groupby("split")["work_id"].nunique().to_dict()},
+                 "works_per_split": manifest.groupby("split")["work_id"].nunique().to_dict(),
+                 "excluded_splits": list(wraw["demo"]["large"]["exclude_splits"])},
         "steps": int(sum(len(c) for c in curves)),
         "wall_s": float(sum(c["elapsed_s"].max() for c in curves)),   # each curve's elapsed is cumulative
         "final_loss": float(curves[-1]["total"].tail(20).mean()),
-        "device": wp.train.device, "params": {k: wraw[k] for k in ("model", "loss", "train", "augment")},
+        "device": str(resolve_device(wp.train.device)), "params": {k: wraw[k] for k in ("model", "loss", "train", "augment")},
         "metrics": metrics, "metrics_source": source,
     }
     write_card(dest, card)

@@ -37,6 +37,7 @@ from coverhunter.model import CoverHunterNet
 from coverhunter.model.network import LEGACY_MODEL_KEYS
 from coverhunter.params import Params
 from coverhunter.plots import plot_loss
+from coverhunter.pretrain import pretrained_checkpoint
 from coverhunter.sampler import PKSampler
 from coverhunter.train import load_checkpoint, resolve_device, save_model, seed_everything, train
 
@@ -115,7 +116,7 @@ def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool =
         ds, sampler, counts = _coarse_data(p, df, works, load_features(FEATURES, ids, index))
         steps, extra, keys, longest = p.train.max_steps, [], list(range(len(ids))), p.train.chunk_s
         if p.train.init == "pretrained":   # the starting weights shape the run too
-            extra.append(hashlib.sha1(pretrained_path(p).read_bytes()).hexdigest())
+            extra.append(hashlib.sha1(pretrained_checkpoint(p.train.pretrained).read_bytes()).hexdigest())
     else:
         alignments = pd.read_parquet(ALIGN / "alignments.parquet")
         works = sorted(alignments["work_id"].unique())
@@ -132,7 +133,7 @@ def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool =
     if name == "fine" and p.fine.init == "coarse":
         start_from(model, MODELS / "coarse" / "model.pt")
     if name == "coarse" and p.train.init == "pretrained":
-        start_from(model, pretrained_path(p))
+        start_from(model, pretrained_checkpoint(p.train.pretrained))
     loss = CoverHunterLoss(p.loss, counts, p.model.embedding_dim)
     label_of = {w: i for i, w in enumerate(works)}
     make = batch_maker(p, ds, keys, df, [label_of.get(w, -1) for w in df["work_id"]], longest)
@@ -161,17 +162,8 @@ def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool =
     return summary
 
 
-def pretrained_path(p: Params) -> Path:
-    """The shipped checkpoint ``<train.pretrained>/model.pt``; a clear error when absent."""
-    path = Path(p.train.pretrained) / "model.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"train.init is 'pretrained' but {path} does not exist: run "
-                                "`make pretrain`, or train from scratch with -S train.init=scratch")
-    return path
-
-
 # model keys that change no weight shape or meaning: a checkpoint may differ in them
-SHAPE_FREE = ("dropout", "pool_mask_prob")
+SHAPE_FREE = ("dropout", "pool_mask_prob", "gem_p")   # gem_p: only the learnt p's start
 
 
 def start_from(model: CoverHunterNet, path: Path) -> None:
@@ -186,7 +178,7 @@ def start_from(model: CoverHunterNet, path: Path) -> None:
         raise ValueError(f"{path} was trained with other model params: "
                          + ", ".join(f"model.{k}={theirs.get(k)!r} (params.yaml: {model.config['model'][k]!r})"
                                      for k in differ)
-                         + "; set them as the checkpoint has them, or use train.init: scratch")
+                         + "; set them as the checkpoint has them, or start from scratch")
     state = {k: v for k, v in ckpt["model"].items() if not k.startswith("classifier.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith("classifier.") for k in missing):

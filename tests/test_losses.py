@@ -72,3 +72,16 @@ def test_total_is_the_weighted_sum(params):
     t = loss(pre, emb, logits, labels)
     assert t.total.item() == pytest.approx(
         1.0 * t.focal.item() + 0.01 * t.center.item() + 0.1 * t.triplet.item(), rel=1e-6)
+
+
+def test_focal_alpha_none_weighs_every_class_one(params):
+    """loss.focal_alpha: none leaves eq. 1 unweighted; inverse_frequency gives α = N/(C·n_c)."""
+    import dataclasses
+    from coverhunter.losses import CoverHunterLoss
+    counts = [30, 10]
+    plain = CoverHunterLoss(dataclasses.replace(params.loss, focal_alpha="none"), counts, 4)
+    weighted = CoverHunterLoss(dataclasses.replace(params.loss, focal_alpha="inverse_frequency"), counts, 4)
+    assert plain.focal.alpha.tolist() == [1.0, 1.0]
+    assert weighted.focal.alpha.tolist() == pytest.approx([40 / 60, 40 / 20])
+    with pytest.raises(ValueError, match="loss.focal_alpha"):
+        dataclasses.replace(params.loss, focal_alpha="inverse")

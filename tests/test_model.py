@@ -149,3 +149,28 @@ def test_paper_size_model_has_the_measured_parameter_count(params):
     assert sum(p.numel() for p in net.parameters()) == PAPER_SIZE_PARAMETERS
     bn = CoverHunterNet(96, dataclasses.replace(paper, neck="bnneck"), n_classes=0)
     assert sum(p.numel() for p in bn.parameters()) == PAPER_SIZE_PARAMETERS + 128
+
+
+def test_bnneck_keeps_its_bias_at_zero_and_centres_the_embedding(tiny):
+    """BNNeck [21]: the BatchNorm's bias is frozen at 0, so after training steps it is still
+    0 and, in training mode, every embedding dimension has batch mean 0."""
+    net = make(tiny, neck="bnneck")
+    opt = torch.optim.Adam([q for q in net.parameters() if q.requires_grad], lr=0.1)
+    x = torch.randn(8, 150, 96) + 5.0        # a shared offset the neck must remove
+    for _ in range(3):
+        out = net(x)
+        opt.zero_grad()
+        (out.logits.logsumexp(dim=1).mean() + out.embedding.pow(2).mean()).backward()
+        opt.step()
+    assert torch.equal(net.bottleneck.norm.bias, torch.zeros_like(net.bottleneck.norm.bias))
+    assert net(x).embedding.mean(dim=0).abs().max() < 1e-5
+
+
+def test_a_checkpoint_config_without_neck_loads_the_linear_bottleneck(tiny):
+    net = make(tiny, neck="linear", n_classes=0)
+    config = {**net.config, "model": {k: v for k, v in net.config["model"].items() if k != "neck"}}
+    old = CoverHunterNet.from_config(config)
+    assert isinstance(old.bottleneck, torch.nn.Linear)
+    old.load_state_dict(net.state_dict())     # the weight names of the old checkpoints
+    with pytest.raises(ValueError, match="model.neck must be 'bnneck' or 'linear'"):
+        dataclasses.replace(tiny.model, neck="bn")

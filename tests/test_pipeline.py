@@ -16,8 +16,8 @@ from conftest import ROOT
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
-COPY = ["coverhunter", "stages", "flows", "dvc.yaml", ".dvcignore", ".dvc/config", ".gitignore",
-        "pyproject.toml"]
+COPY = ["coverhunter", "stages", "flows", "models", "dvc.yaml", ".dvcignore", ".dvc/config",
+        ".gitignore", "pyproject.toml"]
 
 TINY = {
     "model": {"d_model": 32, "ff_dim": 64, "n_heads": 2, "n_blocks": 2, "conv_kernel": 7,

@@ -11,15 +11,16 @@ import yaml
 from coverhunter.model import CoverHunterNet
 from coverhunter.pretrain import apply_overrides, model_card, prepare_workspace
 
-RAW = {"train": {"max_steps": 800, "init": "pretrained"},
+RAW = {"train": {"max_steps": 800, "init": "pretrained", "pretrained": "models/pretrained"},
        "demo": {"size": "full", "large": {"out_dir": "data/demo_large"}},
        "pretrain": {"workspace": "ws", "overrides": {"train.max_steps": 9000, "train.init": "scratch",
+                                                     "train.pretrained": "none",
                                                      "demo.large.out_dir": "data/demo"}}}
 
 
 def test_overrides_set_dotted_keys_of_any_depth_and_leave_the_input_alone():
     out = apply_overrides(RAW, RAW["pretrain"]["overrides"])
-    assert out["train"] == {"max_steps": 9000, "init": "scratch"}
+    assert out["train"] == {"max_steps": 9000, "init": "scratch", "pretrained": "none"}
     assert out["demo"] == {"size": "full", "large": {"out_dir": "data/demo"}}
     assert RAW["train"]["max_steps"] == 800 and RAW["demo"]["large"]["out_dir"] == "data/demo_large"
 
@@ -40,6 +41,7 @@ def test_workspace_params_links_and_unchanged_files_left_alone(tmp_path):
     assert params["train"]["max_steps"] == 9000 and "pretrain" not in params
     assert (ws / "stages").is_symlink() and (ws / "stages").resolve() == (tmp_path / "stages").resolve()
     assert (ws / "dvc.yaml").read_text() == "stages: {}\n" and not (ws / "dvc.yaml").is_symlink()
+    assert (ws / "none").is_dir() and not (ws / "models").exists()   # its own empty train.pretrained
     before = (ws / "params.yaml").stat().st_mtime_ns
     prepare_workspace(tmp_path, RAW)                       # same inputs: not rewritten
     assert (ws / "params.yaml").stat().st_mtime_ns == before
@@ -55,14 +57,18 @@ def test_model_card_lists_every_row_and_set():
             "steps": 8000, "wall_s": 1800.0, "final_loss": 1.2, "device": "cpu",
             "params": {"model": {}, "loss": {}, "train": {}, "augment": {}},
             "metrics": {"coarse": {"test": m}, "baseline_2dftm": {"test": m}},
-            "metrics_source": {}}
+            "metrics_source": {"baseline_2dftm": "demo catalogue"}}
+    card["data"]["excluded_splits"] = ["val", "test"]
     text = model_card(card)
-    assert "| coarse | test | 0.500 | 0.250 | 3.00 | 40 |" in text
-    assert "| baseline_2dftm | test |" in text and "3000 works" in text and "30.0 min" in text
+    assert "| pretraining workspace | coarse | test | 0.500 | 0.250 | 3.00 | 40 |" in text
+    assert "| demo catalogue | baseline_2dftm | test | 0.500 | 0.250 | 3.00 | 40 |" in text
+    assert "none of the demo's val, test tunes" in text
+    assert "3000 works" in text and "30.0 min" in text
 
 
 def test_start_from_a_checkpoint_of_another_model_names_the_keys(tiny, tmp_path):
-    from stages.train import pretrained_path, start_from
+    from coverhunter.pretrain import pretrained_checkpoint
+    from stages.train import start_from
     other = CoverHunterNet(96, dataclasses.replace(tiny.model, d_model=48), n_classes=3)
     torch.save({"config": other.config, "model": other.state_dict()}, tmp_path / "model.pt")
     net = CoverHunterNet(96, tiny.model, n_classes=5)
@@ -72,6 +78,6 @@ def test_start_from_a_checkpoint_of_another_model_names_the_keys(tiny, tmp_path)
     torch.save({"config": same.config, "model": same.state_dict()}, tmp_path / "model.pt")
     start_from(net, tmp_path / "model.pt")                 # dropout differs: allowed
     assert torch.equal(net.state_dict()["pool.proj.weight"], same.state_dict()["pool.proj.weight"])
-    p = dataclasses.replace(tiny, train=dataclasses.replace(tiny.train, pretrained=str(tmp_path / "none")))
     with pytest.raises(FileNotFoundError, match="make pretrain"):
-        pretrained_path(p)
+        pretrained_checkpoint(tmp_path / "none")
+    assert pretrained_checkpoint(tmp_path) == tmp_path / "model.pt"

@@ -111,9 +111,10 @@ def test_short_training_lowers_the_loss_and_separates_works(tiny, catalogue, tmp
     same1, diff1, after = score(load_model(result.checkpoint))
 
     # measured with two seeds: loss 1.65 → 0.27–0.39, mAP 0.41–0.65 → 0.98–1.0,
-    # same-work distance ≈ 0.01 against different-work ≈ 0.85
+    # same-work distance ≈ 0.01 against different-work ≈ 0.85 (linear neck); BNNeck: mAP 1.0.
+    # The model memorises its training works: mAP ≥ 0.95 on them.
     totals = [h["total"] for h in result.history]
     assert np.mean(totals[-10:]) < 0.5 * np.mean(totals[:10])
     assert diff1 - same1 > 0.5, (same1, diff1)           # same-work tracks are closer
     assert (diff1 - same1) > (diff0 - same0) + 0.4
-    assert after["mAP"] >= 0.9 and after["mAP"] > before["mAP"] + 0.2, (before, after)
+    assert after["mAP"] >= 0.95 and after["mAP"] > before["mAP"] + 0.2, (before, after)
