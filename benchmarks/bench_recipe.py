@@ -37,9 +37,9 @@ from coverhunter.extract import load_features, read_index  # noqa: E402
 from coverhunter.losses import CoverHunterLoss  # noqa: E402
 from coverhunter.model import CoverHunterNet  # noqa: E402
 from coverhunter.params import from_dict  # noqa: E402
-from coverhunter.pretrain import apply_overrides  # noqa: E402
+from coverhunter.pretrain import apply_overrides, pretrained_checkpoint  # noqa: E402
 from coverhunter.sampler import PKSampler  # noqa: E402
-from coverhunter.train import seed_everything, train  # noqa: E402
+from coverhunter.train import seed_everything, start_from, train  # noqa: E402
 
 FEATURES = ROOT / "artifacts" / "features"
 MANIFEST = ROOT / "artifacts" / "validated" / "manifest.parquet"
@@ -94,6 +94,8 @@ def run_row(raw: dict, seed: int, steps: int, sets: list[EvalSet], df: pd.DataFr
                         p.train.versions_per_work, p.train.seed)
     seed_everything(seed)
     net = CoverHunterNet(p.features.n_bins, p.model, len(works))
+    if p.train.init == "pretrained":
+        start_from(net, ROOT / pretrained_checkpoint(p.train.pretrained))
     loss = CoverHunterLoss(p.loss, np.bincount(ds.label, minlength=len(works)), p.model.embedding_dim)
     make = (BatchMaker(ds, seed, features=FeatureAugment(p.augment, p.train.pitch_roll_bins))
             if p.train.tricks else BatchMaker(ds, seed))

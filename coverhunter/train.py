@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from coverhunter.batches import BatchMaker, BatchStream
 from coverhunter.losses import CoverHunterLoss
 from coverhunter.model import CoverHunterNet
+from coverhunter.model.network import LEGACY_MODEL_KEYS
 from coverhunter.params import TrainParams
 from coverhunter.sampler import PKSampler
 
@@ -167,3 +168,27 @@ def load_model(path: str | Path) -> CoverHunterNet:
     model = CoverHunterNet.from_config(state["config"])
     model.load_state_dict(state["model"])
     return model.eval()
+
+
+# model keys that change no weight shape or meaning: a checkpoint may differ in them
+SHAPE_FREE = ("dropout", "pool_mask_prob", "gem_p")   # gem_p: only the learnt p's start
+
+
+def start_from(model: CoverHunterNet, path: Path) -> None:
+    """Copy a trained model's weights into ``model``, all but its classifier (the fine
+    model's classes are the works that have aligned pairs; a pretrained model's, the large
+    catalogue's works). The two must share every ``model:`` parameter but dropout rates."""
+    ckpt = load_checkpoint(path)
+    theirs = {**LEGACY_MODEL_KEYS, **ckpt["config"]["model"]}
+    differ = sorted(k for k, v in model.config["model"].items()
+                    if k not in SHAPE_FREE and theirs.get(k) != v)
+    if differ:
+        raise ValueError(f"{path} was trained with other model params: "
+                         + ", ".join(f"model.{k}={theirs.get(k)!r} (params.yaml: {model.config['model'][k]!r})"
+                                     for k in differ)
+                         + "; set them as the checkpoint has them, or start from scratch")
+    state = {k: v for k, v in ckpt["model"].items() if not k.startswith("classifier.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("classifier.") for k in missing):
+        raise ValueError(f"{path} does not match the model in params.yaml "
+                         f"(missing {missing}, unexpected {unexpected})")

@@ -34,12 +34,12 @@ from coverhunter.fine import AlignedChunks, AlignedPairSampler
 from coverhunter.extract import load_features, read_index
 from coverhunter.losses import CoverHunterLoss
 from coverhunter.model import CoverHunterNet
-from coverhunter.model.network import LEGACY_MODEL_KEYS
 from coverhunter.params import Params
 from coverhunter.plots import plot_loss
 from coverhunter.pretrain import pretrained_checkpoint
 from coverhunter.sampler import PKSampler
-from coverhunter.train import load_checkpoint, resolve_device, save_model, seed_everything, train
+from coverhunter.train import (load_checkpoint, resolve_device, save_model, seed_everything,
+                               start_from, train)
 
 from stages.common import (ALIGN, FEATURES, MODELS, PARAMS, REPORTS, SKIPPED, WORK,
                            fingerprint, load, validated_manifest, write_json)
@@ -160,30 +160,6 @@ def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool =
                    "final_loss": float(history["total"].tail(20).mean())}
         mlflow.log_metrics({"train_items": len(ds), "final_loss": summary["final_loss"]})
     return summary
-
-
-# model keys that change no weight shape or meaning: a checkpoint may differ in them
-SHAPE_FREE = ("dropout", "pool_mask_prob", "gem_p")   # gem_p: only the learnt p's start
-
-
-def start_from(model: CoverHunterNet, path: Path) -> None:
-    """Copy a trained model's weights into ``model``, all but its classifier (the fine
-    model's classes are the works that have aligned pairs; a pretrained model's, the large
-    catalogue's works). The two must share every ``model:`` parameter but dropout rates."""
-    ckpt = load_checkpoint(path)
-    theirs = {**LEGACY_MODEL_KEYS, **ckpt["config"]["model"]}
-    differ = sorted(k for k, v in model.config["model"].items()
-                    if k not in SHAPE_FREE and theirs.get(k) != v)
-    if differ:
-        raise ValueError(f"{path} was trained with other model params: "
-                         + ", ".join(f"model.{k}={theirs.get(k)!r} (params.yaml: {model.config['model'][k]!r})"
-                                     for k in differ)
-                         + "; set them as the checkpoint has them, or start from scratch")
-    state = {k: v for k, v in ckpt["model"].items() if not k.startswith("classifier.")}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or any(not k.startswith("classifier.") for k in missing):
-        raise ValueError(f"{path} does not match the model in params.yaml "
-                         f"(missing {missing}, unexpected {unexpected})")
 
 
 def main() -> None:

@@ -68,7 +68,7 @@ def test_model_card_lists_every_row_and_set():
 
 def test_start_from_a_checkpoint_of_another_model_names_the_keys(tiny, tmp_path):
     from coverhunter.pretrain import pretrained_checkpoint
-    from stages.train import start_from
+    from coverhunter.train import start_from
     other = CoverHunterNet(96, dataclasses.replace(tiny.model, d_model=48), n_classes=3)
     torch.save({"config": other.config, "model": other.state_dict()}, tmp_path / "model.pt")
     net = CoverHunterNet(96, tiny.model, n_classes=5)
