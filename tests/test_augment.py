@@ -271,7 +271,8 @@ def test_feature_augment_applies_roll_then_masks(params):
     x, lengths = _features(), LENGTHS
     off = dataclasses.replace(params.augment, pitch_roll_prob=0.0, mask_prob=0.0)
     assert FeatureAugment(off, 12)(x, lengths) is x
-    on = dataclasses.replace(params.augment, pitch_roll_prob=1.0, mask_prob=1.0)
+    on = dataclasses.replace(params.augment, pitch_roll_prob=1.0, mask_prob=1.0,
+                             mask_fill="min")
     g = lambda: torch.Generator().manual_seed(5)
     out = FeatureAugment(on, 12)(x, lengths, generator=g())
     torch.testing.assert_close(out, FeatureAugment(on, 12)(x, lengths, generator=g()))
