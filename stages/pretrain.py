@@ -62,8 +62,7 @@ def export(params_path: str | Path = "params.yaml", score_demo: bool = True) -> 
         from stages.score import run as score
         demo = score(ROOT / p.data.manifest, str(dest / "model.pt"), ROOT / "reports" / "pretrained",
                      params_path, progress=False)
-        demo = {("pretrained" if row == str(dest / "model.pt") else row) + " (demo sets)": sets
-                for row, sets in demo.items()}
+        demo = {f"{row} (demo sets)": sets for row, sets in demo.items()}
         metrics |= demo
         source |= {row: "demo catalogue" for row in demo}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,

@@ -43,6 +43,16 @@ def resolve_model(model: str, workdir: Path):
     return load_model(registry.download_checkpoint(uri, workdir))
 
 
+def row_name(model: str) -> str:
+    """The metrics row of ``--model``: ``champion``; a checkpoint ``.../NAME/model.pt`` is
+    ``NAME`` (any other file its stem); a ``models:/`` URI with ``/`` and ``:`` as ``-``
+    (MLflow metric names may not contain a path)."""
+    path = Path(model)
+    if model != "champion" and path.is_file():
+        return path.parent.name if path.name == "model.pt" and path.parent.name else path.stem
+    return model.replace("models:/", "").replace("/", "-").replace(":", "-").replace("@", "-")
+
+
 def run(manifest: str | Path, model: str = "champion", out: str | Path = REPORTS / "score",
         params_path: str | Path = PARAMS, progress: bool = True) -> dict:
     p, raw = load(params_path)
@@ -60,7 +70,7 @@ def run(manifest: str | Path, model: str = "champion", out: str | Path = REPORTS
     with tempfile.TemporaryDirectory() as tmp:
         net = resolve_model(model, Path(tmp))
     sets = sets_from_manifest(df, splits, SCORE_FEATURES)
-    metrics = {model: evaluate_sets(net, sets, p.evaluate, p.features.frame_rate, device)}
+    metrics = {row_name(model): evaluate_sets(net, sets, p.evaluate, p.features.frame_rate, device)}
     metrics |= score_baselines(sets, p.baselines, p.features.bins_per_octave)
     write_json(out / "metrics.json", metrics)
     png = plot_metrics(metrics, out / "metrics.png")
