@@ -3,8 +3,9 @@
 
 Scores the coarse and the fine model side by side (only the coarse one when
 `train.coarse_to_fine` is false) and, as references, an untrained network of the same
-shape and the training-free baselines of `coverhunter.baselines` (rows `baseline_2dftm`,
-`baseline_chroma`). Besides val and the test sets, every row is also scored on
+shape, the training-free baselines of `coverhunter.baselines` (rows `baseline_2dftm`,
+`baseline_chroma`, and `*_tuned` for each further profile of `baselines:`) and, with
+`train.init: pretrained`, the shipped checkpoint as it is (row `pretrained`). Besides val and the test sets, every row is also scored on
 `train_works`: a fixed sample of `evaluate.train_works` training works (drawn with
 `train.seed`, all their versions), so over- and under-fitting show. Writes
 `reports/metrics.json` ({model: {set: metrics}}), `reports/plots/metrics.png` and

@@ -1,9 +1,11 @@
 """DVC stages `train_coarse` and `train_fine` [II-D]: `python -m stages.train coarse|fine`.
 
-coarse: 15 s chunks with a 7.5 s hop, labelled by work, on the training split.
+coarse: 15 s chunks with a 7.5 s hop, labelled by work, on the training split; it starts
+from the shipped checkpoint (`train.init: pretrained`, all but its classifier) or from
+random weights (`scratch`).
 fine: the aligned chunk pairs of the align stage, each side extended from its aligned start
-to a random 15–45 s (`fine:` in params.yaml); a new model (`fine.init: scratch`, as the
-paper) or the coarse weights (`coarse`). With `train.coarse_to_fine: false` it writes
+to a random 15–45 s (`fine:` in params.yaml); from the coarse weights (`fine.init: coarse`)
+or a new model (`scratch`, as the paper). With `train.coarse_to_fine: false` it writes
 `skipped.json` instead of a model.
 
 Resumable: checkpoints go to a scratch folder named by a fingerprint of everything that
