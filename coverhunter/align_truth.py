@@ -38,6 +38,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from coverhunter.demo.arrange import plan_sections
+
 TRUTH_COLUMNS = ("source", "tempo", "intro_s", "outro_s", "duration_s", "cut_pass",
                  "cut_section", "repeat_pass", "repeat_section")
 PAIR_TRUTH_COLUMNS = ["truth_correct", "truth_delta_right", "truth_delta_best",
@@ -98,22 +100,11 @@ def arrangement(bounds: np.ndarray, length_s: float, cut: tuple[int, int] | None
     section it plays.
     """
     bounds = np.asarray(bounds, dtype=np.float64)
-    n_sec = bounds.size - 1
-    if n_sec < 1 or not np.all(np.diff(bounds) > 0):
+    if bounds.size < 2 or not np.all(np.diff(bounds) > 0):
         raise ValueError(f"section bounds must rise from 0 to the pass length, got {bounds}")
-    starts, sections, t, n_pass = [], [], 0.0, 0
-    while t < length_s:
-        order = list(range(n_sec))
-        if cut is not None and cut[0] == n_pass and cut[1] < n_sec and n_sec > 1:
-            order.remove(cut[1])
-        if repeat is not None and repeat[0] == n_pass and repeat[1] in order:
-            order.insert(order.index(repeat[1]) + 1, repeat[1])
-        for s in order:
-            starts.append(t)
-            sections.append(s)
-            t += bounds[s + 1] - bounds[s]
-        n_pass += 1
-    return np.array(starts, dtype=np.float64), np.array(sections, dtype=np.int64)
+    plan, _ = plan_sections(bounds, length_s, cut, repeat)   # (start, end, t, pass, section)
+    return (np.array([piece[2] for piece in plan], dtype=np.float64),
+            np.array([piece[4] for piece in plan], dtype=np.int64))
 
 
 def timeline(bounds: np.ndarray, tempo: float, duration_s: float, intro_s: float = 0.0,

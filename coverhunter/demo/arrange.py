@@ -38,7 +38,12 @@ def pass_plan(tune: Tune, length_s: float, n_sections: int,
     """The sections played, in order, to fill ``length_s`` seconds (tune time), and the
     number of passes begun. ``cut = (pass, section)`` leaves that section out of that
     pass; ``repeat = (pass, section)`` plays it twice in a row in that pass."""
-    bounds = section_bounds(tune, n_sections)
+    return plan_sections(section_bounds(tune, n_sections), length_s, cut, repeat)
+
+
+def plan_sections(bounds: np.ndarray, length_s: float, cut: tuple[int, int] | None = None,
+                  repeat: tuple[int, int] | None = None) -> tuple[list[Piece], int]:
+    """:func:`pass_plan` from the section ``bounds`` ``(n_sec + 1,)`` of one pass."""
     n_sec = bounds.size - 1
     plan: list[Piece] = []
     t, n_pass = 0.0, 0
