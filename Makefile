@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # provided; elsewhere pip picks the default build for the platform.
 TORCH  ?= torch==2.13.0
 
-# quiet, offline runs (shared/STACK.md)
+# quiet, offline runs: no telemetry or analytics from MLflow, Prefect or DVC
 export DO_NOT_TRACK=1
 export MLFLOW_DISABLE_TELEMETRY=true
 export PREFECT_SERVER_ANALYTICS_ENABLED=false

@@ -46,10 +46,6 @@ MANIFEST = ROOT / "artifacts" / "validated" / "manifest.parquet"
 TRAIN_SAMPLE_WORKS = 24   # training works scored for fit (all their versions)
 
 
-def override(raw: dict, changes: dict) -> dict:
-    return apply_overrides(raw, changes)
-
-
 class _Swap:
     """Score another vector of a BNNeck model: ``linear`` (before its BatchNorm) or ``pre``
     (the pooled vector before the bottleneck)."""
@@ -81,7 +77,7 @@ def score(net: CoverHunterNet, sets: list[EvalSet], p, which: str) -> dict:
 
 def run_row(raw: dict, seed: int, steps: int, sets: list[EvalSet], df: pd.DataFrame,
             embeddings: list[str], work: Path) -> list[dict]:
-    raw = override(raw, {"train.seed": seed, "train.max_steps": steps, "train.device": "cpu",
+    raw = apply_overrides(raw, {"train.seed": seed, "train.max_steps": steps, "train.device": "cpu",
                          "train.prefetch_batches": 0})
     p = from_dict(raw)
     index = read_index(FEATURES)
@@ -159,9 +155,10 @@ def main() -> None:
                 continue
             t0 = time.perf_counter()
             # the work folder is named by every parameter, so a changed row never resumes a stale run
-            key = hashlib.sha1(json.dumps(override(raw, changes or {}), sort_keys=True).encode()).hexdigest()[:8]
+            row_raw = apply_overrides(raw, changes or {})
+            key = hashlib.sha1(json.dumps(row_raw, sort_keys=True).encode()).hexdigest()[:8]
             work = out.parent / "work" / f"{name}-{seed}-{args.steps}-{key}"
-            recs = run_row(override(raw, changes or {}), seed, args.steps, sets, df, args.embeddings, work)
+            recs = run_row(row_raw, seed, args.steps, sets, df, args.embeddings, work)
             done = pd.concat([done, pd.DataFrame([{"row": name, "steps": args.steps, **r} for r in recs])],
                              ignore_index=True)
             tmp = out.with_suffix(".tmp")

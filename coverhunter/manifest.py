@@ -1,4 +1,4 @@
-"""The catalogue manifest: one CSV row per recording (DESIGN.md, "Manifest").
+"""The catalogue manifest: one CSV row per recording (README: "Your own catalogue").
 
 Columns: ``recording_id, work_id, audio_path, split`` are required; ``duration_s``,
 ``title``, ``artist`` and any other columns are optional and kept as they are.

@@ -230,7 +230,7 @@ class AugmentParams:
 
 @dataclass(frozen=True)
 class DataParams:
-    """The catalogue: manifest path and split names (DESIGN.md, manifest)."""
+    """The catalogue: manifest path and split names (README: "Your own catalogue")."""
     manifest: str
     audio_dir: str
     train_split: str

@@ -42,7 +42,7 @@ SOUNDFONTS: dict[str, tuple[Path, ...]] = {
 }
 _SOUNDFONT_HINTS = {"fluidr3mono": "apt-get install fluidr3mono-gm-soundfont"}
 DRUM_CHANNEL = 9  # General MIDI channel 10, counted from 0
-_RESERVED_CORPUS_DIR = "bach"  # independent evaluation only (shared/STACK.md)
+_RESERVED_CORPUS_DIR = "bach"  # held out of every catalogue for an independent evaluation
 _MIDI_CHANNELS = 16
 
 

@@ -1,4 +1,4 @@
-"""Manifest validation: the library part of the ``validate`` stage (DESIGN.md, "Manifest").
+"""Manifest validation: the library part of the ``validate`` stage (README: "Your own catalogue").
 
 Every audio file is decoded once (:func:`coverhunter.audio.probe_audio`), the results
 and a few per-work facts become columns of the manifest table, and a Great Expectations

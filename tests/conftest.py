@@ -13,7 +13,7 @@ from coverhunter.params import Params, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# quiet, offline runs (shared/STACK.md); a Prefect home of this test session's own
+# quiet, offline runs (no telemetry or analytics); a Prefect home of this test session's own
 for key, value in {"DO_NOT_TRACK": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1",
                    "PREFECT_LOGGING_LEVEL": "WARNING",

@@ -1,6 +1,6 @@
 """The embedded demo catalogue: real corpus tunes rendered offline as cover versions.
 
-No cover-song audio can be downloaded here (shared/STACK.md), so the demo catalogue is
+No cover-song audio set can be fetched at run time, so the demo catalogue is
 made from the folk-tune collections in the music21 corpus. Each *work* is one tune. Its
 *versions* differ the way covers do:
 
