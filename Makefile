@@ -51,7 +51,7 @@ pretrain: install
 # Table II on the demo catalogue: seven `dvc exp run`s (README: "Ablation"), then
 # reports/ablation/table.md; ROWS=t2-full,t2-conformer picks rows
 ablation: install
-	$(BIN)/python -m coverhunter.ablation run $(if $(ROWS),--rows $(ROWS))
+	$(BIN)/python -m coverhunter.mlops.ablation run $(if $(ROWS),--rows $(ROWS))
 
 # the scheduled-retraining flow once, now (README: "Scheduled retraining")
 retrain: install

@@ -21,8 +21,8 @@ import torch
 
 from common import ROOT, best_of, peak_rss_mib, table
 
-from coverhunter.align import align_work, embed_grid_chunks, grid_starts  # noqa: E402
-from coverhunter.chunking import seconds_to_frames  # noqa: E402
+from coverhunter.align.alignment import align_work, embed_grid_chunks, grid_starts  # noqa: E402
+from coverhunter.features.chunking import seconds_to_frames  # noqa: E402
 from coverhunter.model import CoverHunterNet  # noqa: E402
 from coverhunter.params import load_params  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Cost of on-the-fly audio augmentation [III-B] per training chunk, against its CQT.
 
-Each audio transform of coverhunter.augment_audio (and all of them in a row, every
+Each audio transform of coverhunter.training.augment_audio (and all of them in a row, every
 probability 1) is timed on a 15 s and a 45 s clip, next to the CQT extraction of that clip
 (the work on-the-fly augmentation forces into every training step), with a training step
 of a batch of 32 chunks taking ~0.3–2.5 s for scale. Audio: a real score from the music21
@@ -21,11 +21,11 @@ import torch
 
 from common import ROOT, best_of, table
 
-from coverhunter.augment_audio import AudioAugment, NoiseSource, change_speed  # noqa: E402
-from coverhunter.effects import gain_db, mix_at_snr  # noqa: E402
-from coverhunter.features import CQTFrontEnd, extract_cqt  # noqa: E402
+from coverhunter.training.augment_audio import AudioAugment, NoiseSource, change_speed  # noqa: E402
+from coverhunter.features.effects import gain_db, mix_at_snr  # noqa: E402
+from coverhunter.features.cqt import CQTFrontEnd, extract_cqt  # noqa: E402
 from coverhunter.params import load_params  # noqa: E402
-from coverhunter.render import load_corpus_score, render_score  # noqa: E402
+from coverhunter.demo.render import load_corpus_score, render_score  # noqa: E402
 
 CLIPS_S = (15.0, 45.0)
 BATCH = 32

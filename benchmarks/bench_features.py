@@ -16,9 +16,9 @@ from common import ROOT, best_of, table
 
 import librosa  # noqa: E402
 
-from coverhunter.features import CQTFrontEnd, extract_cqt  # noqa: E402
+from coverhunter.features.cqt import CQTFrontEnd, extract_cqt  # noqa: E402
 from coverhunter.params import load_params  # noqa: E402
-from coverhunter.render import load_corpus_score, render_score  # noqa: E402
+from coverhunter.demo.render import load_corpus_score, render_score  # noqa: E402
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ import torch
 
 from common import ROOT, peak_rss_mib, table
 
-from coverhunter.losses import CoverHunterLoss  # noqa: E402
+from coverhunter.training.losses import CoverHunterLoss  # noqa: E402
 from coverhunter.model import CoverHunterNet  # noqa: E402
 from coverhunter.params import load_params  # noqa: E402
 

@@ -29,19 +29,20 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from coverhunter.augment import FeatureAugment  # noqa: E402
-from coverhunter.batches import BatchMaker  # noqa: E402
-from coverhunter.data import ChunkDataset  # noqa: E402
-from coverhunter.evaluation import EvalSet, embed_set, score_set, sets_from_manifest  # noqa: E402
-from coverhunter.extract import load_features, read_index  # noqa: E402
-from coverhunter.losses import CoverHunterLoss  # noqa: E402
+from coverhunter.training.augment import FeatureAugment  # noqa: E402
+from coverhunter.training.batches import BatchMaker  # noqa: E402
+from coverhunter.training.data import ChunkDataset  # noqa: E402
+from coverhunter.retrieval.evaluation import EvalSet, embed_set, score_set, sets_from_manifest  # noqa: E402
+from coverhunter.features.extract import load_features, read_index  # noqa: E402
+from coverhunter.training.losses import CoverHunterLoss  # noqa: E402
 from coverhunter.model import CoverHunterNet  # noqa: E402
 from coverhunter.params import from_dict  # noqa: E402
-from coverhunter.pretrain import apply_overrides, pretrained_checkpoint  # noqa: E402
-from coverhunter.sampler import PKSampler  # noqa: E402
-from coverhunter.train import seed_everything, start_from, train  # noqa: E402
+from coverhunter.mlops.pretrain import apply_overrides, pretrained_checkpoint  # noqa: E402
+from coverhunter.training.sampler import PKSampler  # noqa: E402
+from coverhunter.model.checkpoint import start_from  # noqa: E402
+from coverhunter.training.loop import seed_everything, train  # noqa: E402
 
-FEATURES = ROOT / "artifacts" / "features"
+FEATURES = ROOT / "artifacts" / "features"     # of --workspace (default: the checkout)
 MANIFEST = ROOT / "artifacts" / "validated" / "manifest.parquet"
 TRAIN_SAMPLE_WORKS = 24   # training works scored for fit (all their versions)
 
@@ -128,9 +129,15 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "reports" / "recipe" / "runs.csv"))
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: robust when other jobs share the cores)")
+    ap.add_argument("--workspace", default=str(ROOT),
+                    help="project folder whose params.yaml, manifest and features to use "
+                         "(e.g. the `make pretrain` workspace for the large catalogue)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    global FEATURES, MANIFEST
+    ws = Path(args.workspace).resolve()
+    FEATURES, MANIFEST = ws / "artifacts" / "features", ws / "artifacts" / "validated" / "manifest.parquet"
+    raw = yaml.safe_load((ws / "params.yaml").read_text())
     rows = yaml.safe_load(Path(args.rows).read_text())
     if args.only:
         rows = {k: v for k, v in rows.items() if k in args.only}

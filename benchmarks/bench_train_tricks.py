@@ -29,12 +29,12 @@ import torch
 
 from common import ROOT, table
 
-from coverhunter.features import CQTFrontEnd, extract_cqt  # noqa: E402
-from coverhunter.losses import CoverHunterLoss  # noqa: E402
+from coverhunter.features.cqt import CQTFrontEnd, extract_cqt  # noqa: E402
+from coverhunter.training.losses import CoverHunterLoss  # noqa: E402
 from coverhunter.model import CoverHunterNet  # noqa: E402
 from coverhunter.params import load_params  # noqa: E402
-from coverhunter.render import load_corpus_score, render_score  # noqa: E402
-from coverhunter.train import seed_everything, train  # noqa: E402
+from coverhunter.demo.render import load_corpus_score, render_score  # noqa: E402
+from coverhunter.training.loop import seed_everything, train  # noqa: E402
 from stages.train import _coarse_data, batch_maker  # noqa: E402
 
 TUNES = ["ryansMammoth/GreenSleevesJig", "ryansMammoth/AcaciaReel",

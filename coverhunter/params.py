@@ -106,7 +106,6 @@ class TrainParams:
     pitch_roll_bins: int
     tricks: bool
     prefetch_batches: int
-    coarse_to_fine: bool
     seed: int
     amp: bool
     device: str
@@ -136,7 +135,7 @@ class EvalParams:
 
 @dataclass(frozen=True)
 class BaselineParams:
-    """One set of constants of the training-free reference rows (coverhunter/baselines.py):
+    """One set of constants of the training-free reference rows (coverhunter/retrieval/baselines.py):
     chroma 2DFTM and key-invariant mean chroma. ``baselines:`` maps a profile name to one."""
     chroma_power: float    # each chroma frame is divided by its max and raised to this power
     block_frames: int      # 2DFTM: chroma frames averaged per block (25 -> 25/block_frames per s)
@@ -165,6 +164,7 @@ class AlignParams:
 @dataclass(frozen=True)
 class FineParams:
     """Fine model [II-D]: aligned chunk pairs extended to a random length [III-B]."""
+    enabled: bool          # coarse-to-fine on; off: no alignment, the coarse model is the final one
     min_s: float           # shortest training chunk (from its aligned start)
     max_s: float           # longest training chunk
     init: str              # scratch (a new model, as the paper) | coarse (start from its weights)

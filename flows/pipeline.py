@@ -27,8 +27,8 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from coverhunter.report import metrics_table
-from coverhunter import tracking
+from coverhunter.reporting.tables import metrics_table
+from coverhunter.mlops import tracking
 from stages.common import PARAMS, load
 
 STAGE_ORDER = ("demo", "validate", "extract", "train_coarse", "align", "train_fine", "evaluate")

@@ -31,7 +31,7 @@ A run does, in order (settings: the `flow:` section of params.yaml):
    current test sets; the new model is registered and the `champion` alias moves to it
    only if its `data.main_test_set` mAP is higher by at least `flow.promotion_margin`
    (strictly higher, and gain >= margin); the decision (both metric sets, the reason) is
-   tagged on both versions (`coverhunter/registry.py`) and published as the Markdown
+   tagged on both versions (`coverhunter/mlops/registry.py`) and published as the Markdown
    artifact `coverhunter-retrain-decision`.
 5. **State** — only then is `flow.state_file` rewritten with the inputs hashed in step 2.
    A failed run leaves it as it was, so the next run retries the same work, and it never
@@ -66,8 +66,10 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.runtime import flow_run
 from prefect.schedules import Cron
 
-from coverhunter import registry, tracking
-from coverhunter.manifest import ManifestError, read_manifest
+from coverhunter.mlops import registry
+
+from coverhunter.mlops import tracking
+from coverhunter.catalogue.manifest import ManifestError, read_manifest
 from flows.pipeline import STAGE_ORDER, StageFailed, mlflow_run_tree, run_stage
 from stages import evaluate
 from stages.common import PARAMS, load

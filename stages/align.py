@@ -7,8 +7,8 @@ why it has none; and how many of its aligned chunk pairs are right),
 `artifacts/align/alignment.png` (Fig. 2a for a sample pair) and the summary
 `reports/align.json`; logs them to MLflow. On the demo catalogue, whose manifest records
 how each version was made, the summary's `truth_*` numbers say how right the alignment is
-(coverhunter/align_truth.py); on other catalogues they are null. With
-`train.coarse_to_fine: false` it writes empty tables marked as skipped, and train_fine
+(coverhunter/align/truth.py); on other catalogues they are null. With
+`fine.enabled: false` it writes empty tables marked as skipped, and train_fine
 does not train.
 """
 from __future__ import annotations
@@ -19,20 +19,20 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from coverhunter import tracking
-from coverhunter.align import (ALIGNMENT_COLUMNS, SUMMARY_COLUMNS, WorkChunks, align_catalogue,
+from coverhunter.mlops import tracking
+from coverhunter.align.alignment import (ALIGNMENT_COLUMNS, SUMMARY_COLUMNS, WorkChunks, align_catalogue,
                                embed_grid_chunks)
-from coverhunter.align_truth import (PAIR_TRUTH_COLUMNS, Timeline, demo_section_bounds,
+from coverhunter.align.truth import (PAIR_TRUTH_COLUMNS, Timeline, demo_section_bounds,
                                      has_truth_columns, judge, manifest_timelines)
-from coverhunter.chunking import seconds_to_frames
-from coverhunter.extract import load_features, read_index
-from coverhunter.plots import plot_alignment
-from coverhunter.train import load_model, resolve_device
+from coverhunter.features.chunking import seconds_to_frames
+from coverhunter.features.extract import load_features, read_index
+from coverhunter.reporting.plots import plot_alignment
+from coverhunter.model.checkpoint import load_model, resolve_device
 
 from stages.common import (ALIGN, FEATURES, MODELS, PARAMS, REPORTS, load, validated_manifest,
                            write_json)
 
-SECTIONS = ("features", "align", "train")   # train: chunk_s, hop_s, coarse_to_fine, device
+SECTIONS = ("features", "align", "train", "fine")   # train: chunk_s, hop_s, device; fine: enabled
 ALIGNMENTS = ALIGN / "alignments.parquet"
 PAIRS = ALIGN / "pairs.parquet"
 PICTURE = ALIGN / "alignment.png"
@@ -58,7 +58,7 @@ def summarise(pairs: pd.DataFrame, alignments: pd.DataFrame, n_works: int) -> di
 
 
 def timelines(df: pd.DataFrame, manifest_path: str | Path, raw: dict) -> dict[str, Timeline]:
-    """The ground-truth timelines of the manifest's recordings (coverhunter/align_truth.py):
+    """The ground-truth timelines of the manifest's recordings (coverhunter/align/truth.py):
     only for a demo manifest (the recipe columns, the demo build's tune cache beside it and
     the `demo.sections` it was cut with); empty otherwise, and the truth is then null.
     (A change of `demo.sections` changes every recipe hash, hence the validated manifest,
@@ -93,11 +93,11 @@ def run(params_path: str | Path = PARAMS, progress: bool = True) -> dict:
     p, raw = load(params_path)
     ALIGN.mkdir(parents=True, exist_ok=True)
     used = {s: raw[s] for s in SECTIONS}
-    if not p.train.coarse_to_fine:
+    if not p.fine.enabled:
         pd.DataFrame(columns=ALIGNMENT_COLUMNS).to_parquet(ALIGNMENTS)
         pd.DataFrame(columns=SUMMARY_COLUMNS + PAIR_TRUTH_COLUMNS).to_parquet(PAIRS)
         PICTURE.unlink(missing_ok=True)
-        summary = {"skipped": True, "reason": "train.coarse_to_fine is false"}
+        summary = {"skipped": True, "reason": "fine.enabled is false"}
         write_json(SUMMARY, summary)
         return summary
 

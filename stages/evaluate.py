@@ -2,8 +2,8 @@
 45 s non-overlapping chunks, closest-chunk-pair distance; mAP, MR1, HR1, P10.
 
 Scores the coarse and the fine model side by side (only the coarse one when
-`train.coarse_to_fine` is false) and, as references, an untrained network of the same
-shape, the training-free baselines of `coverhunter.baselines` (rows `baseline_2dftm`,
+`fine.enabled` is false) and, as references, an untrained network of the same
+shape, the training-free baselines of `coverhunter.retrieval.baselines` (rows `baseline_2dftm`,
 `baseline_chroma`, and `*_tuned` for each further profile of `baselines:`) and, with
 `train.init: pretrained`, the shipped checkpoint as it is (row `pretrained`). Besides val and the test sets, every row is also scored on
 `train_works`: a fixed sample of `evaluate.train_works` training works (drawn with
@@ -18,7 +18,7 @@ Then, unless `run(promote=False)`, the champion/challenger step (`challenge`): t
 registry's current champion is downloaded and scored on the *same, current* sets with the
 same functions, the final model is registered as `coverhunter`, and the alias `champion`
 moves to it only if its `data.main_test_set` mAP is higher than the champion's by at least
-`flow.promotion_margin` (`coverhunter.registry`, which tags both versions with both metric
+`flow.promotion_margin` (`coverhunter.mlops.registry`, which tags both versions with both metric
 sets and the reason). The retraining flow (`flows/retrain.py`) runs this stage with
 `promote=False` and calls `challenge` as its own task, so a retried evaluation never
 registers twice and there is one promotion rule.
@@ -35,17 +35,20 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from coverhunter import registry, tracking
-from coverhunter.baselines import score_baselines
-from coverhunter.embedding_map import recording_vectors, tsne_map
-from coverhunter.evaluation import EvalSet, embed_set, score_set, sets_from_manifest
+from coverhunter.mlops import registry
+
+from coverhunter.mlops import tracking
+from coverhunter.retrieval.baselines import score_baselines
+from coverhunter.retrieval.embedding_map import recording_vectors, tsne_map
+from coverhunter.retrieval.evaluation import EvalSet, embed_set, score_set, sets_from_manifest
 from coverhunter.model import CoverHunterNet
 from coverhunter.params import Params
-from coverhunter.plots import plot_embedding_maps, plot_metrics
-from coverhunter.pretrain import pretrained_checkpoint
-from coverhunter.report import flatten_metrics, metrics_table
-from coverhunter.registry import ChampionMeasurement, PromotionDecision, decision_markdown
-from coverhunter.train import load_model, resolve_device, seed_everything
+from coverhunter.reporting.plots import plot_embedding_maps, plot_metrics
+from coverhunter.mlops.pretrain import pretrained_checkpoint
+from coverhunter.reporting.tables import flatten_metrics, metrics_table
+from coverhunter.mlops.registry import ChampionMeasurement, PromotionDecision, decision_markdown
+from coverhunter.model.checkpoint import load_model, resolve_device
+from coverhunter.training.loop import seed_everything
 
 from stages.common import FEATURES, MODELS, PARAMS, PLOTS, REPORTS, load, validated_manifest, write_json
 
@@ -62,7 +65,7 @@ def untrained(p: Params) -> CoverHunterNet:
 def trained_models(p: Params) -> tuple[str, ...]:
     """The models this pipeline trained, the registered one last: the fine model when
     coarse-to-fine is on [II-D inference uses the fine model], else the coarse one."""
-    return ("coarse", "fine") if p.train.coarse_to_fine else ("coarse",)
+    return ("coarse", "fine") if p.fine.enabled else ("coarse",)
 
 
 def promotion_margin(raw: dict) -> float:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from coverhunter.extract import extract_catalogue
-from coverhunter.train import resolve_device
+from coverhunter.features.extract import extract_catalogue
+from coverhunter.model.checkpoint import resolve_device
 
 from stages.common import FEATURES, PARAMS, load, validated_manifest
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from coverhunter.pretrain import prepare_workspace, write_card
-from coverhunter.train import load_checkpoint, resolve_device
+from coverhunter.mlops.pretrain import prepare_workspace, write_card
+from coverhunter.model.checkpoint import load_checkpoint, resolve_device
 
 from stages.common import load
 
@@ -43,7 +43,7 @@ def export(params_path: str | Path = "params.yaml", score_demo: bool = True) -> 
     p, raw = load(params_path)
     ws = ROOT / raw["pretrain"]["workspace"]
     wp, wraw = load(ws / "params.yaml")
-    final = "fine" if wp.train.coarse_to_fine else "coarse"
+    final = "fine" if wp.fine.enabled else "coarse"
     state = load_checkpoint(ws / "artifacts" / "models" / final / "model.pt")
     weights = {k: v for k, v in state["model"].items() if not k.startswith("classifier.")}
     config = {**state["config"], "n_classes": 0}

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from coverhunter import tracking
-from coverhunter.report import metrics_table
+from coverhunter.mlops import tracking
+from coverhunter.reporting.tables import metrics_table
 
 from stages.common import REPORTS
 

@@ -5,7 +5,7 @@
 The manifest is validated with the same suite as the pipeline's (bad rows are named and
 stop the run). Features are extracted into a cache shared by scoring runs. Every split
 other than `data.train_split` is scored as a test set, leave-one-out, with the pipeline's
-inference settings, beside the training-free reference rows of `coverhunter.baselines`
+inference settings, beside the training-free reference rows of `coverhunter.retrieval.baselines`
 (`baseline_2dftm`, `baseline_chroma`, computed from the same features). Writes
 `<out>/metrics.json`, `<out>/validation.{json,md}` and a plot, and logs them to MLflow as a
 `score` run.
@@ -18,15 +18,17 @@ from pathlib import Path
 
 import mlflow
 
-from coverhunter import registry, tracking
-from coverhunter.baselines import score_baselines
-from coverhunter.evaluation import evaluate_sets, sets_from_manifest
-from coverhunter.extract import extract_catalogue
-from coverhunter.manifest import read_manifest
-from coverhunter.plots import plot_metrics
-from coverhunter.report import flatten_metrics, metrics_table
-from coverhunter.train import load_model, resolve_device
-from coverhunter.validation import raise_for_failures, validate_manifest
+from coverhunter.mlops import registry
+
+from coverhunter.mlops import tracking
+from coverhunter.retrieval.baselines import score_baselines
+from coverhunter.retrieval.evaluation import evaluate_sets, sets_from_manifest
+from coverhunter.features.extract import extract_catalogue
+from coverhunter.catalogue.manifest import read_manifest
+from coverhunter.reporting.plots import plot_metrics
+from coverhunter.reporting.tables import flatten_metrics, metrics_table
+from coverhunter.model.checkpoint import load_model, resolve_device
+from coverhunter.catalogue.validation import raise_for_failures, validate_manifest
 
 from stages.common import ARTIFACTS, PARAMS, REPORTS, fingerprint, load, write_json
 

@@ -5,7 +5,7 @@ from the shipped checkpoint (`train.init: pretrained`, all but its classifier) o
 random weights (`scratch`).
 fine: the aligned chunk pairs of the align stage, each side extended from its aligned start
 to a random 15–45 s (`fine:` in params.yaml); from the coarse weights (`fine.init: coarse`)
-or a new model (`scratch`, as the paper). With `train.coarse_to_fine: false` it writes
+or a new model (`scratch`, as the paper). With `fine.enabled: false` it writes
 `skipped.json` instead of a model.
 
 Resumable: checkpoints go to a scratch folder named by a fingerprint of everything that
@@ -26,29 +26,28 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from coverhunter import tracking
-from coverhunter.augment import FeatureAugment
-from coverhunter.augment_audio import AudioAugment
-from coverhunter.batches import AudioChunks, BatchMaker, OtherWorkAudio
-from coverhunter.data import ChunkDataset
-from coverhunter.features import CQTFrontEnd
-from coverhunter.fine import AlignedChunks, AlignedPairSampler
-from coverhunter.extract import load_features, read_index
-from coverhunter.losses import CoverHunterLoss
+from coverhunter.mlops import tracking
+from coverhunter.training.augment import FeatureAugment
+from coverhunter.training.augment_audio import AudioAugment
+from coverhunter.training.batches import AudioChunks, BatchMaker, OtherWorkAudio
+from coverhunter.training.data import ChunkDataset
+from coverhunter.features.cqt import CQTFrontEnd
+from coverhunter.training.fine import AlignedChunks, AlignedPairSampler
+from coverhunter.features.extract import load_features, read_index
+from coverhunter.training.losses import CoverHunterLoss
 from coverhunter.model import CoverHunterNet
 from coverhunter.params import Params
-from coverhunter.plots import plot_loss
-from coverhunter.pretrain import pretrained_checkpoint
-from coverhunter.sampler import PKSampler
-from coverhunter.train import (load_checkpoint, resolve_device, save_model, seed_everything,
-                               start_from, train)
+from coverhunter.reporting.plots import plot_loss
+from coverhunter.mlops.pretrain import pretrained_checkpoint
+from coverhunter.training.sampler import PKSampler
+from coverhunter.model.checkpoint import load_checkpoint, resolve_device, save_model, start_from
+from coverhunter.training.loop import seed_everything, train
 
 from stages.common import (ALIGN, FEATURES, MODELS, PARAMS, REPORTS, SKIPPED, WORK,
                            fingerprint, load, validated_manifest, write_json)
 
 SECTIONS = {"coarse": ("features", "model", "loss", "train", "augment"),         # what each
             "fine": ("features", "model", "loss", "train", "augment", "fine")}  # model reads
-NOT_COARSE = ("coarse_to_fine",)   # train keys the coarse model ignores (dvc.yaml lists the rest)
 
 
 def _coarse_data(p: Params, df: pd.DataFrame, works: list[str], feats: list) -> tuple:
@@ -98,13 +97,11 @@ def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool =
         raise ValueError(f"unknown model {name!r}: choose coarse or fine")
     p, raw = load(params_path)
     used = {s: raw[s] for s in SECTIONS[name]}
-    if name == "coarse":
-        used["train"] = {k: v for k, v in raw["train"].items() if k not in NOT_COARSE}
     model_dir, report_dir = MODELS / name, REPORTS / "train" / name
     for folder in (model_dir, report_dir):       # stage outputs: nothing stale survives a run
         shutil.rmtree(folder, ignore_errors=True)
-    if name == "fine" and not p.train.coarse_to_fine:
-        skipped = {"skipped": True, "reason": "train.coarse_to_fine is false"}
+    if name == "fine" and not p.fine.enabled:
+        skipped = {"skipped": True, "reason": "fine.enabled is false"}
         write_json(model_dir / SKIPPED, skipped)
         write_json(report_dir / SKIPPED, skipped)
         return skipped

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from coverhunter.validation import raise_for_failures, validate_manifest
+from coverhunter.catalogue.validation import raise_for_failures, validate_manifest
 
 from stages.common import PARAMS, REPORTS, VALIDATED, load
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from coverhunter.ablation import ROWS, experiments, final_model, markdown, table_rows
+from coverhunter.mlops.ablation import ROWS, experiments, final_model, markdown, table_rows
 
 
 def _exp(name: str, metrics: dict, timestamp: str = "2026-11-22T04:00:00") -> dict:
@@ -44,8 +44,8 @@ def test_table_rows_use_the_final_model_and_the_baseline_difference():
 
 def test_rows_follow_table_ii_and_set_every_switch():
     assert len(ROWS) == 8 and ROWS[0].method.startswith("ResNet-IBN 50")
-    keys = {"model.backbone", "model.pooling", "train.tricks", "train.coarse_to_fine"}
+    keys = {"model.backbone", "model.pooling", "train.tricks", "fine.enabled"}
     assert all(set(r.switches) == keys for r in ROWS)
     assert ROWS[1].overrides() == ["model.backbone=resnet_ibn", "model.pooling=mean",
-                                   "train.tricks=false", "train.coarse_to_fine=false"]
+                                   "train.tricks=false", "fine.enabled=false"]
     assert final_model({"coarse": {}}) == "coarse"

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 import torch
 
-from coverhunter import align
-from coverhunter.align import (ALIGNMENT_COLUMNS, SUMMARY_COLUMNS, align_catalogue, align_pairs,
+from coverhunter.align import alignment as align
+from coverhunter.align.alignment import (ALIGNMENT_COLUMNS, SUMMARY_COLUMNS, align_catalogue, align_pairs,
                                align_work, embed_grid_chunks, grid_starts, mode_offsets)
-from coverhunter.chunking import chunk_starts, seconds_to_frames
+from coverhunter.features.chunking import chunk_starts, seconds_to_frames
 from coverhunter.model import CoverHunterNet
 
 FPS = 25.0

@@ -1,12 +1,12 @@
-"""Ground truth of the chunk alignment (coverhunter/align_truth.py): known answers."""
+"""Ground truth of the chunk alignment (coverhunter/align/truth.py): known answers."""
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from coverhunter.align import align_work
-from coverhunter.align_truth import (PAIR_TRUTH_COLUMNS, arrangement, best_offset,
+from coverhunter.align.alignment import align_work
+from coverhunter.align.truth import (PAIR_TRUTH_COLUMNS, arrangement, best_offset,
                                      diagonal_counts, gap_matrix, judge, manifest_timelines,
                                      timeline, truly_aligned, truth_matrix)
 

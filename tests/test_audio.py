@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from coverhunter.audio import AudioDecodeError, audio_duration, load_audio
+from coverhunter.features.audio import AudioDecodeError, audio_duration, load_audio
 
 from synth import tone
 

@@ -8,10 +8,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from coverhunter.audio import AudioDecodeError
-from coverhunter.augment import (FeatureAugment, apply_masks, draw_masks, random_pitch_roll,
+from coverhunter.features.audio import AudioDecodeError
+from coverhunter.training.augment import (FeatureAugment, apply_masks, draw_masks, random_pitch_roll,
                                  roll_pitch)
-from coverhunter.augment_audio import AudioAugment, NoiseSource, change_speed
+from coverhunter.training.augment_audio import AudioAugment, NoiseSource, change_speed
 
 SR = 16_000
 OFF = dict(speed_prob=0.0, noise_prob=0.0, volume_prob=0.0)

@@ -1,4 +1,4 @@
-"""Training-free baselines (coverhunter/baselines.py), the train_works sample of the evaluate
+"""Training-free baselines (coverhunter/retrieval/baselines.py), the train_works sample of the evaluate
 stage, and the plot with the reference rows."""
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coverhunter import baselines as B
-from coverhunter.evaluation import EvalSet
-from coverhunter.metrics import track_distances
+from coverhunter.retrieval import baselines as B
+from coverhunter.retrieval.evaluation import EvalSet
+from coverhunter.retrieval.metrics import track_distances
 from coverhunter.params import BaselineParams, EvalParams
 
 FLOOR = -80.0
@@ -166,7 +166,7 @@ def test_train_works_sample_is_seeded_and_keeps_every_version(params):
 
 
 def test_metrics_plot_copes_with_five_rows_and_a_missing_set(tmp_path):
-    from coverhunter.plots import plot_metrics
+    from coverhunter.reporting.plots import plot_metrics
     one = {"mAP": 0.5, "HR1": 0.4, "P10": 0.2}
     rows = {r: {"val": one, "test": one, "train_works": one}
             for r in ("untrained", "baseline_2dftm", "baseline_chroma", "coarse")}

@@ -9,13 +9,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from coverhunter.audio import load_segment
-from coverhunter.augment import FeatureAugment
-from coverhunter.augment_audio import AudioAugment
-from coverhunter.batches import AudioChunks, BatchMaker, BatchStream, OtherWorkAudio
-from coverhunter.data import ChunkDataset, ChunkLocation
-from coverhunter.features import CQTFrontEnd, extract_cqt
-from coverhunter.sampler import PKSampler
+from coverhunter.features.audio import load_segment
+from coverhunter.training.augment import FeatureAugment
+from coverhunter.training.augment_audio import AudioAugment
+from coverhunter.training.batches import AudioChunks, BatchMaker, BatchStream, OtherWorkAudio
+from coverhunter.training.data import ChunkDataset, ChunkLocation
+from coverhunter.features.cqt import CQTFrontEnd, extract_cqt
+from coverhunter.training.sampler import PKSampler
 
 from synth import tone
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from coverhunter.chunking import chunk_features, chunk_starts, seconds_to_frames
+from coverhunter.features.chunking import chunk_features, chunk_starts, seconds_to_frames
 
 
 def test_seconds_to_frames_at_25_fps():

@@ -1,11 +1,11 @@
-"""Audio-domain transforms (coverhunter.effects), checked against known answers."""
+"""Audio-domain transforms (coverhunter.features.effects), checked against known answers."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from scipy.signal import welch
 
-from coverhunter.effects import coloured_noise, fade, gain_db, mix_at_snr, peak_normalise, reverb
+from coverhunter.features.effects import coloured_noise, fade, gain_db, mix_at_snr, peak_normalise, reverb
 
 SR = 16_000
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from coverhunter.extract import ExtractionError, extract_catalogue, load_features, read_index
-from coverhunter.features import CQTFrontEnd, extract_cqt
+from coverhunter.features.extract import ExtractionError, extract_catalogue, load_features, read_index
+from coverhunter.features.cqt import CQTFrontEnd, extract_cqt
 
 from synth import tone
 
@@ -31,7 +31,7 @@ def test_features_match_the_front_end_and_load_back(catalogue, tmp_path, params)
     assert sorted(index["recording_id"]) == sorted(catalogue)
     assert index.set_index("recording_id").loc["rec/1", "n_frames"] == 3 * 25 + 1
     loaded = load_features(tmp_path / "feats", ["rec/2"])[0]
-    from coverhunter.audio import load_audio
+    from coverhunter.features.audio import load_audio
     direct = extract_cqt([load_audio(catalogue["rec/2"], 16000)], CQTFrontEnd(params.features))[0]
     np.testing.assert_allclose(np.asarray(loaded, np.float32), direct, atol=0.05)  # float16 on disk
     assert loaded.dtype == np.float16

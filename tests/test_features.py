@@ -2,8 +2,8 @@ import librosa
 import numpy as np
 import pytest
 
-from coverhunter.features import CQTFrontEnd, batches_by_duration, extract_cqt
-from coverhunter.render import load_corpus_score, render_score
+from coverhunter.features.cqt import CQTFrontEnd, batches_by_duration, extract_cqt
+from coverhunter.demo.render import load_corpus_score, render_score
 
 from synth import tone
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coverhunter.fine import AlignedChunks, AlignedPairSampler
+from coverhunter.training.fine import AlignedChunks, AlignedPairSampler
 
 FPS = 10.0   # frames per second of the toy features
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from coverhunter.losses import (CenterLoss, CoverHunterLoss, FocalLoss, batch_hard_triplet,
+from coverhunter.training.losses import (CenterLoss, CoverHunterLoss, FocalLoss, batch_hard_triplet,
                                 inverse_frequency_alpha)
 
 
@@ -77,7 +77,7 @@ def test_total_is_the_weighted_sum(params):
 def test_focal_alpha_none_weighs_every_class_one(params):
     """loss.focal_alpha: none leaves eq. 1 unweighted; inverse_frequency gives α = N/(C·n_c)."""
     import dataclasses
-    from coverhunter.losses import CoverHunterLoss
+    from coverhunter.training.losses import CoverHunterLoss
     counts = [30, 10]
     plain = CoverHunterLoss(dataclasses.replace(params.loss, focal_alpha="none"), counts, 4)
     weighted = CoverHunterLoss(dataclasses.replace(params.loss, focal_alpha="inverse_frequency"), counts, 4)

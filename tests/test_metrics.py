@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from coverhunter.metrics import retrieval_metrics, track_distances
+from coverhunter.retrieval.metrics import retrieval_metrics, track_distances
 
 # Gallery g1..g5 with works A, B, A, C, A. Queries:
 #  q=g1 (work A, its own row is left out): ranking g4 .1 (C), g2 .2 (B), g3 .4 (A), g5 .4 (A)

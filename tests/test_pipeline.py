@@ -181,10 +181,10 @@ def test_changed_train_parameter_reruns_only_training_and_evaluate(repro):
 
 
 def test_coarse_to_fine_switch_skips_align_and_fine(repro):
-    """`train.coarse_to_fine: false` is the paper's "without coarse-to-fine" row: nothing is
+    """`fine.enabled: false` is the paper's "without coarse-to-fine" row: nothing is
     aligned, no fine model is trained, and the coarse model is the one evaluated last."""
     repo, _ = repro
-    set_param(repo, "train", "coarse_to_fine", False)
+    set_param(repo, "fine", "enabled", False)
     out = dvc(repo, "repro")
     assert stages_run(out.stdout) == {"align", "train_fine", "evaluate"}, out.stdout
     metrics = yaml.safe_load((repo / "reports" / "metrics.json").read_text())
@@ -205,7 +205,7 @@ def test_ablation_rows_are_dvc_experiments_and_a_table(repro):
     champion = client.get_model_version_by_alias("coverhunter", "champion").version
     written = {}
     for row in ("t2-conformer", "t2-conformer-gem"):
-        out = subprocess.run([str(BIN / "python"), "-m", "coverhunter.ablation", "run", "--rows", row],
+        out = subprocess.run([str(BIN / "python"), "-m", "coverhunter.mlops.ablation", "run", "--rows", row],
                              cwd=repo, env=env(), text=True, capture_output=True, timeout=900)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
         written[row] = yaml.safe_load((repo / "reports" / "metrics.json").read_text())["coarse"]["test"]

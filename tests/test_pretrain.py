@@ -1,4 +1,4 @@
-"""Pretraining workspace (coverhunter/pretrain.py, stages/pretrain.py) and starting a model
+"""Pretraining workspace (coverhunter/mlops/pretrain.py, stages/pretrain.py) and starting a model
 from a shipped checkpoint (train.init: pretrained)."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from coverhunter.model import CoverHunterNet
-from coverhunter.pretrain import apply_overrides, model_card, prepare_workspace
+from coverhunter.mlops.pretrain import apply_overrides, model_card, prepare_workspace
 
 RAW = {"train": {"max_steps": 800, "init": "pretrained", "pretrained": "models/pretrained"},
        "demo": {"size": "full", "large": {"out_dir": "data/demo_large"}},
@@ -67,8 +67,8 @@ def test_model_card_lists_every_row_and_set():
 
 
 def test_start_from_a_checkpoint_of_another_model_names_the_keys(tiny, tmp_path):
-    from coverhunter.pretrain import pretrained_checkpoint
-    from coverhunter.train import start_from
+    from coverhunter.mlops.pretrain import pretrained_checkpoint
+    from coverhunter.model.checkpoint import start_from
     other = CoverHunterNet(96, dataclasses.replace(tiny.model, d_model=48), n_classes=3)
     torch.save({"config": other.config, "model": other.state_dict()}, tmp_path / "model.pt")
     net = CoverHunterNet(96, tiny.model, n_classes=5)

@@ -1,4 +1,4 @@
-"""Offline rendering of music21 scores (coverhunter.render)."""
+"""Offline rendering of music21 scores (coverhunter.demo.render)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from music21 import chord, note, stream, tempo
 
-from coverhunter.render import load_corpus_score, render_score, score_to_midi
+from coverhunter.demo.render import load_corpus_score, render_score, score_to_midi
 
 SR = 16_000
 PIANO = 0  # General MIDI "Acoustic Grand Piano": its strongest partial is the fundamental
@@ -84,7 +84,7 @@ def test_corpus_loads_a_folk_tune_and_renders_it() -> None:
 
 # ----------------------------------------------------------------------------- several tracks
 
-from coverhunter.render import (  # noqa: E402
+from coverhunter.demo.render import (  # noqa: E402
     DRUM_CHANNEL, SOUNDFONTS, Track, render_tracks, soundfont_path, track_channels,
 )
 

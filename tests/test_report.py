@@ -1,4 +1,4 @@
-from coverhunter.report import flatten_metrics, metrics_table
+from coverhunter.reporting.tables import flatten_metrics, metrics_table
 
 METRICS = {"coarse": {"test": {"mAP": 0.5, "MR1": 2.0, "HR1": 0.25, "P10": 0.1, "n_queries": 4}}}
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from coverhunter.losses import CoverHunterLoss
+from coverhunter.training.losses import CoverHunterLoss
 from coverhunter.model import CoverHunterNet
 from coverhunter.model.resnet_ibn import (Bottleneck, IBNNorm, MaskedBatchNorm2d,
                                           MaskedInstanceNorm2d, ResNetIBN, frame_mask)

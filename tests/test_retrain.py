@@ -309,8 +309,9 @@ def test_added_training_recordings_promote_over_a_worse_champion(repo, tmp_path)
     """The champion is replaced by a model whose embeddings are all equal (it ranks no
     recording above another: the lowest mAP there is), carrying a stale high mAP tag. A training recording is added: the model really retrains, is compared with the
     champion as measured now, not as tagged, and takes the alias."""
-    from coverhunter import registry, tracking
-    from coverhunter.train import load_checkpoint, save_model
+    from coverhunter.mlops import registry
+    from coverhunter.mlops import tracking
+    from coverhunter.model.checkpoint import load_checkpoint, save_model
     root, _ = repo
     state = load_checkpoint(root / "artifacts" / "models" / "fine" / "model.pt")
     for key in ("bottleneck.weight", "bottleneck.bias", "bottleneck.linear.weight"):
@@ -338,7 +339,7 @@ def test_added_training_recordings_promote_over_a_worse_champion(repo, tmp_path)
 
 
 def test_promotion_rule_needs_a_gain_of_at_least_the_margin():
-    from coverhunter.registry import _decide
+    from coverhunter.mlops.registry import _decide
     assert _decide(0.75, 0.50, "1", "m", True, 0.25)[0] == "champion"     # gain == margin
     assert _decide(0.74, 0.50, "1", "m", True, 0.25)[0] == "challenger"
     assert _decide(0.50, 0.50, "1", "m", True, 0.0)[0] == "challenger"    # a tie never moves it

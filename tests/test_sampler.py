@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from coverhunter.sampler import PKSampler
+from coverhunter.training.sampler import PKSampler
 
 # 3 works; work 0 has recordings 10, 11, 12 (2 chunks each), work 1 has 20, 21, work 2 has 30
 LABELS = [0, 0, 0, 0, 0, 0, 1, 1, 1, 2]

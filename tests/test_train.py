@@ -7,14 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from coverhunter.data import ChunkDataset
-from coverhunter.features import CQTFrontEnd, extract_cqt
-from coverhunter.inference import embed_recordings
-from coverhunter.losses import CoverHunterLoss
-from coverhunter.metrics import retrieval_metrics, track_distances
+from coverhunter.training.data import ChunkDataset
+from coverhunter.features.cqt import CQTFrontEnd, extract_cqt
+from coverhunter.retrieval.inference import embed_recordings
+from coverhunter.training.losses import CoverHunterLoss
+from coverhunter.retrieval.metrics import retrieval_metrics, track_distances
 from coverhunter.model import CoverHunterNet
-from coverhunter.sampler import PKSampler
-from coverhunter.train import load_model, seed_everything, train
+from coverhunter.training.sampler import PKSampler
+from coverhunter.model.checkpoint import load_model
+from coverhunter.training.loop import seed_everything, train
 
 from synth import melody
 

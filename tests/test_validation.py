@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from coverhunter.audio import AudioDecodeError, probe_audio
-from coverhunter.manifest import ManifestError, read_manifest, recordings_in
-from coverhunter.validation import (COMPUTED_COLUMNS, ManifestValidationError, raise_for_failures,
+from coverhunter.features.audio import AudioDecodeError, probe_audio
+from coverhunter.catalogue.manifest import ManifestError, read_manifest, recordings_in
+from coverhunter.catalogue.validation import (COMPUTED_COLUMNS, ManifestValidationError, raise_for_failures,
                                     validate_manifest)
 
 from synth import tone
@@ -300,6 +300,6 @@ def test_read_manifest_lines_paths_and_extra_columns(tmp_path):
 
 
 def test_importing_validation_does_not_import_great_expectations():
-    code = ("import sys, coverhunter.validation, coverhunter.manifest; "
+    code = ("import sys, coverhunter.catalogue.validation, coverhunter.catalogue.manifest; "
             "assert 'great_expectations' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)

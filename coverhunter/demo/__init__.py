@@ -62,17 +62,38 @@ The modules, one concept each:
 """
 from __future__ import annotations
 
-from coverhunter.demo.accompany import accompany, estimate_key, harmonise
-from coverhunter.demo.arrange import arrange, section_bounds
-from coverhunter.demo.catalogue import MANIFEST_COLUMNS, build_catalogue
-from coverhunter.demo.corpus import NATURAL_VARIANTS, clean_title, corpus_index
-from coverhunter.demo.midi import notes_to_midi
-from coverhunter.demo.params import DemoParams, demo_params, reference_params
-from coverhunter.demo.parse import load_tune
-from coverhunter.demo.recipe import Recipe
-from coverhunter.demo.similarity import melody_similarity, normalise_title
-from coverhunter.demo.synth import assemble, band_tracks, render_parts, render_version
-from coverhunter.demo.tune import Tune
+import importlib
+
+# two functions share their module's name: bound here, so the package attribute stays the
+# function once the submodule has loaded (both modules are light)
+from coverhunter.demo.accompany import accompany
+from coverhunter.demo.arrange import arrange
+
+# names -> the module that defines them, imported on first use (PEP 562): a light import
+# such as coverhunter.demo.params does not load the renderer and the corpus reader
+_WHERE = {
+    "estimate_key": "coverhunter.demo.accompany",
+    "harmonise": "coverhunter.demo.accompany",
+    "section_bounds": "coverhunter.demo.arrange",
+    "MANIFEST_COLUMNS": "coverhunter.demo.catalogue",
+    "build_catalogue": "coverhunter.demo.catalogue",
+    "NATURAL_VARIANTS": "coverhunter.demo.corpus",
+    "clean_title": "coverhunter.demo.corpus",
+    "corpus_index": "coverhunter.demo.corpus",
+    "notes_to_midi": "coverhunter.demo.midi",
+    "DemoParams": "coverhunter.demo.params",
+    "demo_params": "coverhunter.demo.params",
+    "reference_params": "coverhunter.demo.params",
+    "load_tune": "coverhunter.demo.parse",
+    "Recipe": "coverhunter.demo.recipe",
+    "melody_similarity": "coverhunter.demo.similarity",
+    "normalise_title": "coverhunter.demo.similarity",
+    "assemble": "coverhunter.demo.synth",
+    "band_tracks": "coverhunter.demo.synth",
+    "render_parts": "coverhunter.demo.synth",
+    "render_version": "coverhunter.demo.synth",
+    "Tune": "coverhunter.demo.tune",
+}
 
 __all__ = [
     "MANIFEST_COLUMNS", "NATURAL_VARIANTS", "DemoParams", "Recipe", "Tune", "accompany",
@@ -81,3 +102,9 @@ __all__ = [
     "normalise_title", "notes_to_midi", "reference_params", "render_parts",
     "render_version", "section_bounds",
 ]
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'coverhunter.demo' has no attribute {name!r}")

@@ -16,7 +16,7 @@ from coverhunter.demo.render_cache import is_cached, render_job
 from coverhunter.demo.runner import Runner
 from coverhunter.demo.selection import barred_tunes, select_works, take_fillers
 from coverhunter.demo.tune_store import TuneStore
-from coverhunter.render import soundfont_path
+from coverhunter.demo.render import soundfont_path
 
 __all__ = ["MANIFEST_COLUMNS", "build_catalogue"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from music21 import corpus as m21_corpus
 
 # the one name of the reserved collection (render.load_corpus_score refuses it too)
-from coverhunter.render import _RESERVED_CORPUS_DIR as RESERVED_COLLECTION
+from coverhunter.demo.names import RESERVED_COLLECTION
 
 __all__ = ["NATURAL_VARIANTS", "RESERVED_COLLECTION", "clean_title", "corpus_index"]
 

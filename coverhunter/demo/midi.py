@@ -1,4 +1,4 @@
-"""A note array as Standard MIDI File bytes, for :func:`coverhunter.render.render_score`."""
+"""A note array as Standard MIDI File bytes, for :func:`coverhunter.demo.render.render_score`."""
 from __future__ import annotations
 
 import io
@@ -15,7 +15,7 @@ _TICKS_PER_S = _TICKS_PER_BEAT * 1_000_000 // _US_PER_BEAT
 
 def notes_to_midi(notes: np.ndarray) -> bytes:
     """Standard MIDI File bytes (one track, channel 0, 120 qpm) of a ``(n, 4)`` note array
-    (onset s, duration s, pitch, velocity), for :func:`coverhunter.render.render_score`."""
+    (onset s, duration s, pitch, velocity), for :func:`coverhunter.demo.render.render_score`."""
     events = []
     for onset, dur, pitch, vel in notes:
         on, off = round(onset * _TICKS_PER_S), round((onset + dur) * _TICKS_PER_S)

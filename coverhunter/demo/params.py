@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from coverhunter.demo.accompany import BASS_STYLES, CHORD_STYLES, DRUM_PATTERNS
-from coverhunter.demo.corpus import RESERVED_COLLECTION
+from coverhunter.demo.names import RESERVED_COLLECTION, SOUNDFONT_NAMES
 from coverhunter.params import section
-from coverhunter.render import SOUNDFONTS
 
 __all__ = ["MIX_PARTS", "PRESETS", "DemoParams", "demo_params", "reference_params"]
 
@@ -146,8 +145,8 @@ class DemoParams:
         """What is wrong with the band-arrangement keys."""
         problems = []
         gm = _gm_programs
-        if not self.soundfonts or not set(self.soundfonts) <= set(SOUNDFONTS):
-            problems.append(f"demo.soundfonts must name some of {', '.join(SOUNDFONTS)}, "
+        if not self.soundfonts or not set(self.soundfonts) <= set(SOUNDFONT_NAMES):
+            problems.append(f"demo.soundfonts must name some of {', '.join(SOUNDFONT_NAMES)}, "
                             f"got {self.soundfonts}")
         if (not self.chord_styles or not set(self.chord_styles) <= set(CHORD_STYLES)
                 or not all(gm(v) for v in self.chord_styles.values())):

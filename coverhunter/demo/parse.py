@@ -18,7 +18,7 @@ from music21 import tempo as m21_tempo
 
 from coverhunter.demo.corpus import clean_title
 from coverhunter.demo.tune import Tune
-from coverhunter.render import load_corpus_score
+from coverhunter.demo.render import load_corpus_score
 
 __all__ = ["EXTRACT_VERSION", "load_tune"]
 
@@ -38,7 +38,7 @@ _SECTION_BARS = frozenset({"double", "final", "light-light", "light-heavy", "hea
 def load_tune(ref: str, title: str = "", *, expand_repeats: bool = True) -> Tune:
     """Parse one corpus tune (``"collection/file#number"``) into a :class:`Tune`.
 
-    Goes through :func:`coverhunter.render.load_corpus_score` (which refuses the Bach
+    Goes through :func:`coverhunter.demo.render.load_corpus_score` (which refuses the Bach
     chorales). Chord symbols and grace notes are skipped, tied notes merged, chords kept.
     With ``expand_repeats`` the repeats and endings are written out (one full pass);
     without it (fillers, where any few seconds of music will do) parsing is faster.

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import music21
 
-from coverhunter import effects, render
+from coverhunter.features import effects
+
+from coverhunter.demo import render
 from coverhunter.demo.parse import EXTRACT_VERSION
-from coverhunter.render import soundfont_path
+from coverhunter.demo.render import soundfont_path
 
 __all__ = ["DEFAULT_SOUNDFONT_NAME", "MELODY", "Recipe", "code_digest", "samples"]
 
@@ -29,7 +31,7 @@ class Recipe:
     (sample ``round(intro_s · sr)``, see :func:`samples`) and is played ``n_passes``
     times (the last pass cut short by the recording's end) at ``tempo`` × the score's
     tempo, ``transpose`` semitones away, on General MIDI ``program`` (the melody's
-    instrument) of the ``soundfont`` (a name of :data:`coverhunter.render.SOUNDFONTS`).
+    instrument) of the ``soundfont`` (a name of :data:`coverhunter.demo.render.SOUNDFONTS`).
     ``cut_pass``/``cut_section``: that section (of
     :func:`~coverhunter.demo.arrange.section_bounds` with ``sections``) is left out of that
     pass (0-based; -1: no cut); ``repeat_pass``/``repeat_section``: played twice.
@@ -111,7 +113,7 @@ class Recipe:
 @functools.cache
 def code_digest() -> str:
     """Hash of the code that turns a recipe into audio: every module of this package
-    (sorted by name), then :mod:`coverhunter.effects` and :mod:`coverhunter.render`."""
+    (sorted by name), then :mod:`coverhunter.features.effects` and :mod:`coverhunter.demo.render`."""
     package = sorted(Path(__file__).parent.glob("*.py"), key=lambda f: f.name)
     h = hashlib.sha256()
     for module_file in (*package, Path(effects.__file__), Path(render.__file__)):

@@ -2,9 +2,9 @@
 the tone control, compressor, room, added noise and the final loudness applied.
 
 A melody-only version on the default soundfont is played exactly as before bands
-existed (one program through :func:`~coverhunter.render.render_score`); any other
-version is a set of :class:`~coverhunter.render.Track` s (melody, chord parts, bass,
-drums) played together by :func:`~coverhunter.render.render_tracks`.
+existed (one program through :func:`~coverhunter.demo.render.render_score`); any other
+version is a set of :class:`~coverhunter.demo.render.Track` s (melody, chord parts, bass,
+drums) played together by :func:`~coverhunter.demo.render.render_tracks`.
 """
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from coverhunter import effects
+from coverhunter.features import effects
 from coverhunter.demo.accompany import accompany
 from coverhunter.demo.arrange import arrange, pass_plan, place, section_bounds, split_at
 from coverhunter.demo.midi import notes_to_midi
 from coverhunter.demo.recipe import DEFAULT_SOUNDFONT_NAME, Recipe, samples
 from coverhunter.demo.tune import Tune
-from coverhunter.render import Track, render_score, render_tracks, soundfont_path
+from coverhunter.demo.render import Track, render_score, render_tracks, soundfont_path
 
 __all__ = ["assemble", "band_tracks", "render_parts", "render_version"]
 

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from coverhunter.chunking import chunk_starts, seconds_to_frames
+from coverhunter.features.chunking import chunk_starts, seconds_to_frames
 
 
 @dataclass(frozen=True)
 class ChunkLocation:
     """A training chunk's place in its recording, in feature frames: what the on-the-fly
-    audio tricks need to cut the same stretch from the audio (:mod:`coverhunter.batches`)."""
+    audio tricks need to cut the same stretch from the audio (:mod:`coverhunter.training.batches`)."""
     recording: int | str   # key of the recording (an index or an id, as the dataset names it)
     start: int             # first frame
     frames: int            # frames (cut short where the recording ends)

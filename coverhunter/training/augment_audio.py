@@ -7,7 +7,7 @@ different level (-6 to 0 dB). Here the steps run in that physical order (speed, 
 noise, then volume), each with its own probability and range from ``params.yaml``
 (``augment:``). Audio is mono float32 of shape ``(n_samples,)``; every random draw comes
 from an explicit ``numpy.random.Generator``, so a seed fixes the result. The gain and the
-SNR mix are :mod:`coverhunter.effects`' functions; the time stretch is librosa's.
+SNR mix are :mod:`coverhunter.features.effects`' functions; the time stretch is librosa's.
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from pathlib import Path
 import librosa
 import numpy as np
 
-from coverhunter.audio import AudioDecodeError, audio_duration, load_audio
-from coverhunter.effects import coloured_noise, gain_db, mix_at_snr
+from coverhunter.features.audio import AudioDecodeError, audio_duration, load_audio
+from coverhunter.features.effects import coloured_noise, gain_db, mix_at_snr
 from coverhunter.params import AugmentParams
 
 __all__ = ["AUDIO_SUFFIXES", "AudioAugment", "AudioAugmentRecord", "NoiseSource",
@@ -76,11 +76,11 @@ def _window(signal: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 class NoiseSource:
-    """Noise for :func:`coverhunter.effects.mix_at_snr`, drawn from up to three sources.
+    """Noise for :func:`coverhunter.features.effects.mix_at_snr`, drawn from up to three sources.
 
     ``coloured``: synthetic 1/f^e noise, ``e`` uniform in ``exponent`` (always available);
     ``folder``: a random stretch of a random file under ``noise_dir`` (decoded with
-    :func:`coverhunter.audio.load_audio` when drawn); ``other_work``: a random stretch of
+    :func:`coverhunter.features.audio.load_audio` when drawn); ``other_work``: a random stretch of
     another work's recording from ``other_works``. Each draw picks a source with the given
     shares; an absent source (no folder, no other works) drops out and the others keep
     their proportions. A stretch that is digital silence is replaced by coloured noise.

@@ -1,7 +1,7 @@
 """Training items of the fine model [II-D fine training, III-B multi-length training].
 
 The idea: each aligned chunk pair ``(rec_a @ start_a, rec_b @ start_b)`` found by
-:mod:`coverhunter.align` is a positive pair; both chunks are extended from their aligned
+:mod:`coverhunter.align.alignment` is a positive pair; both chunks are extended from their aligned
 starts to one random length between ``min_s`` and ``max_s`` (cut short where either
 recording ends), so the model sees two versions of the same passage, and the other works
 of the batch are the negatives. A batch holds P works and ``K / 2`` aligned pairs of each
@@ -18,9 +18,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from coverhunter.chunking import seconds_to_frames
-from coverhunter.data import ChunkLocation
-from coverhunter.sampler import PKSampler
+from coverhunter.features.chunking import seconds_to_frames
+from coverhunter.training.data import ChunkLocation
+from coverhunter.training.sampler import PKSampler
 
 
 class AlignedChunks:

@@ -7,8 +7,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from coverhunter.chunking import chunk_features
-from coverhunter.data import pad_batch
+from coverhunter.features.chunking import chunk_features
+from coverhunter.training.data import pad_batch
 from coverhunter.model import CoverHunterNet
 
 

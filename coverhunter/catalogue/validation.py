@@ -1,6 +1,6 @@
 """Manifest validation: the library part of the ``validate`` stage (README: "Your own catalogue").
 
-Every audio file is decoded once (:func:`coverhunter.audio.probe_audio`), the results
+Every audio file is decoded once (:func:`coverhunter.features.audio.probe_audio`), the results
 and a few per-work facts become columns of the manifest table, and a Great Expectations
 1.x suite checks that table. Each failing row is reported with its ``recording_id``, its
 CSV line (1-based, the header is line 1: what an editor shows), the offending value and
@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from coverhunter.audio import AudioDecodeError, probe_audio
-from coverhunter.manifest import REQUIRED_COLUMNS, ManifestError, read_manifest
+from coverhunter.features.audio import AudioDecodeError, probe_audio
+from coverhunter.catalogue.manifest import REQUIRED_COLUMNS, ManifestError, read_manifest
 
 COMPUTED_COLUMNS: tuple[str, ...] = (
     "file_exists",          # bool; None where audio_path is empty

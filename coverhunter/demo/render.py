@@ -28,6 +28,8 @@ from music21.midi import translate
 from tinysoundfont import _tinysoundfont
 from tinysoundfont.midi import ControlChange, NoteOff, NoteOn, PitchBend, load_memory
 
+from coverhunter.demo.names import RESERVED_COLLECTION, SOUNDFONT_NAMES
+
 __all__ = ["DEFAULT_SOUNDFONT", "DRUM_CHANNEL", "SOUNDFONTS", "Track", "load_corpus_score",
            "render_score", "render_tracks", "score_to_midi", "soundfont_path", "track_channels"]
 
@@ -40,9 +42,9 @@ SOUNDFONTS: dict[str, tuple[Path, ...]] = {
     "fluidr3mono": (Path("/usr/share/sounds/sf3/FluidR3Mono_GM.sf3"),
                     Path("/usr/share/fluidr3mono-gm-soundfont/FluidR3Mono_GM.sf3")),
 }
+assert tuple(SOUNDFONTS) == SOUNDFONT_NAMES
 _SOUNDFONT_HINTS = {"fluidr3mono": "apt-get install fluidr3mono-gm-soundfont"}
 DRUM_CHANNEL = 9  # General MIDI channel 10, counted from 0
-_RESERVED_CORPUS_DIR = "bach"  # held out of every catalogue for an independent evaluation
 _MIDI_CHANNELS = 16
 
 
@@ -259,7 +261,7 @@ def load_corpus_score(name: str, *, number: int | None = None) -> stream.Stream:
         top = path.resolve().relative_to(Path(corpus.__file__).resolve().parent).parts[0]
     except ValueError:  # a local corpus outside music21's own
         top = None
-    if top == _RESERVED_CORPUS_DIR:
+    if top == RESERVED_COLLECTION:
         raise ValueError(
             f"{name!r} resolves to {path}: the Bach chorales (corpus 'bach/') are reserved "
             "for independent evaluation and may not be used for demo or training data"

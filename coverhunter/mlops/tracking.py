@@ -265,7 +265,7 @@ def stage_run(stage_name: str, key: str, params: Mapping[str, Any] | Any,
 # ---------------------------------------------------------------- step metrics
 
 class StepLogger:
-    """``callback(step, {"total": ..., "focal": ...})`` for ``coverhunter.train.train``:
+    """``callback(step, {"total": ..., "focal": ...})`` for ``coverhunter.training.loop.train``:
     buffers each step's values and writes them every ``every`` steps in one
     ``MlflowClient.log_batch`` call (``step=`` set on each metric). ``flush()`` writes the
     rest; ``stage_run`` flushes its loggers on exit."""

@@ -20,8 +20,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from coverhunter.audio import AudioDecodeError, audio_duration, load_audio
-from coverhunter.features import CQTFrontEnd, batches_by_duration, extract_cqt
+from coverhunter.features.audio import AudioDecodeError, audio_duration, load_audio
+from coverhunter.features.cqt import CQTFrontEnd, batches_by_duration, extract_cqt
 from coverhunter.params import FeatureParams
 
 INDEX = "index.parquet"

@@ -2,7 +2,7 @@
 
 Each row of the paper's table is one ``dvc exp run -n <row> -S ...`` of the whole pipeline
 with the four switches set explicitly (``model.backbone``, ``model.pooling``,
-``train.tricks``, ``train.coarse_to_fine``), so a row never depends on what params.yaml
+``train.tricks``, ``fine.enabled``), so a row never depends on what params.yaml
 happens to hold. ``dvc exp show`` then lists the rows with their metrics, and
 :func:`report` reads them back (``dvc exp show --json``) into a Table-II-shaped Markdown
 and CSV report (method, mAP, relative difference to the baseline row, MR1, HR1 on
@@ -13,8 +13,8 @@ switches reach; DVC's run cache skips the rest). Their MLflow runs and registere
 go to a store of their own (``reports/ablation/mlflow.db``), so an ablation never moves the
 ``champion`` of the project's registry; params.yaml is restored afterwards.
 
-    python -m coverhunter.ablation run [--rows a,b] [-S key=value ...]   # run the rows
-    python -m coverhunter.ablation report                                # table only
+    python -m coverhunter.mlops.ablation run [--rows a,b] [-S key=value ...]   # run the rows
+    python -m coverhunter.mlops.ablation report                                # table only
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ class Row:
 
 def _row(name: str, method: str, backbone: str, pooling: str, tricks: bool, c2f: bool) -> Row:
     return Row(name, method, {"model.backbone": backbone, "model.pooling": pooling,
-                              "train.tricks": tricks, "train.coarse_to_fine": c2f})
+                              "train.tricks": tricks, "fine.enabled": c2f})
 
 
 # Table II, top to bottom; the first row is the baseline the differences refer to. The
@@ -115,7 +115,7 @@ def table_rows(rows: tuple[Row, ...], found: dict[str, dict], main_set: str) -> 
 
 def markdown(entries: list[dict], main_set: str) -> str:
     if not entries:
-        return "(no Table II experiment found: run `python -m coverhunter.ablation run`)\n"
+        return "(no Table II experiment found: run `python -m coverhunter.mlops.ablation run`)\n"
     keys = list(entries[0])
     head = [f"{k} ({main_set})" if k in ("mAP", "MR1", "HR1") else k for k in keys]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(keys)]
@@ -189,7 +189,7 @@ def report(rows: tuple[Row, ...] = ROWS) -> list[dict]:
 
 def _log(entries: list[dict], main_set: str) -> None:
     os.environ.update({"MLFLOW_TRACKING_URI": _env()["MLFLOW_TRACKING_URI"]})
-    from coverhunter import tracking  # noqa: PLC0415  (MLflow loads with its switches set)
+    from coverhunter.mlops import tracking  # noqa: PLC0415  (MLflow loads with its switches set)
     import mlflow  # noqa: PLC0415
     tracking.configure(Path.cwd(), experiment="ablation")
     with mlflow.start_run(run_name="table-ii"):

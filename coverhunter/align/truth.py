@@ -261,7 +261,7 @@ class _PairTruth:
 
 def judge(alignments: pd.DataFrame, pairs: pd.DataFrame, timelines: Mapping[str, Timeline],
           hop_s: float, tolerance_s: float | None = None) -> tuple[pd.Series, pd.DataFrame, dict]:
-    """Judge an alignment (:func:`coverhunter.align.align_catalogue`'s two tables) against
+    """Judge an alignment (:func:`coverhunter.align.alignment.align_catalogue`'s two tables) against
     the versions' timelines.
 
     ``hop_s``: the chunk grid's hop in seconds (chunk ``k`` of a recording starts at

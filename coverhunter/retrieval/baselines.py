@@ -2,7 +2,7 @@
 
 They are reference rows beside the trained models in ``stages.evaluate`` and
 ``stages.score``: a trained model that does not beat them has learned little. Both turn a
-recording into vectors that ``coverhunter.evaluation.score_set`` compares like chunk
+recording into vectors that ``coverhunter.retrieval.evaluation.score_set`` compares like chunk
 embeddings (cosine distance, the smallest over vector pairs):
 
 - ``2dftm`` — the 2-D Fourier transform magnitude of chroma patches (Bertin-Mahieux &
@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from coverhunter.evaluation import EvalSet, score_set
+from coverhunter.retrieval.evaluation import EvalSet, score_set
 from coverhunter.params import BaselineParams
 
 BASELINES = ("2dftm", "chroma")

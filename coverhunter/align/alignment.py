@@ -22,8 +22,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from coverhunter.chunking import chunk_starts, seconds_to_frames
-from coverhunter.inference import embed_chunks
+from coverhunter.features.chunking import chunk_starts, seconds_to_frames
+from coverhunter.retrieval.inference import embed_chunks
 from coverhunter.model import CoverHunterNet
 
 # similarity-matrix entries computed at once (float32: 16 MiB; with its index temporaries
@@ -47,7 +47,7 @@ def grid_starts(n_frames: int, chunk_frames: int, hop_frames: int) -> np.ndarray
     """Start frames of the hop-grid chunks of a sequence, shape ``(n_chunks,)``:
     ``k * hop_frames`` for every ``k`` whose full chunk fits.
 
-    This is :func:`coverhunter.chunking.chunk_starts` without its tail chunk (the extra
+    This is :func:`coverhunter.features.chunking.chunk_starts` without its tail chunk (the extra
     chunk flush with the end). The tail's start is off the grid, so its offset to another
     recording's chunk is not a whole number of hops and would not vote for the same δ as
     the grid chunks beside it. A sequence no longer than one chunk is one chunk at 0

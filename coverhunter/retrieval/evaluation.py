@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from coverhunter.extract import load_features, read_index
-from coverhunter.inference import embed_recordings
-from coverhunter.metrics import retrieval_metrics, track_distances
+from coverhunter.features.extract import load_features, read_index
+from coverhunter.retrieval.inference import embed_recordings
+from coverhunter.retrieval.metrics import retrieval_metrics, track_distances
 from coverhunter.model import CoverHunterNet
 from coverhunter.params import EvalParams
 

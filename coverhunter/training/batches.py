@@ -5,13 +5,13 @@ The paper augments the audio *before* the CQT and extracts features on the fly, 
 chunk seen twice is heard differently. :class:`BatchMaker` turns one batch of sampler
 specs into model input:
 
-1. for each chunk, :class:`~coverhunter.augment_audio.AudioAugment` draws its plan (speed,
+1. for each chunk, :class:`~coverhunter.training.augment_audio.AudioAugment` draws its plan (speed,
    noise, volume, each with its own probability); a chunk with no audio step keeps its
    stored features, the others are cut from the audio (:class:`AudioChunks`: the same
    stretch, ``rate`` times longer before a speed change so that it plays as long as the
    stored chunk), transformed, and their CQT computed together in one padded batch on the
-   training device (:class:`~coverhunter.features.CQTFrontEnd`);
-2. the padded batch gets the CQT-domain tricks (:class:`~coverhunter.augment.FeatureAugment`:
+   training device (:class:`~coverhunter.features.cqt.CQTFrontEnd`);
+2. the padded batch gets the CQT-domain tricks (:class:`~coverhunter.training.augment.FeatureAugment`:
    pitch roll, SpecAugment masks that respect each chunk's length).
 
 Multi-length chunks (the fine model's 15–45 s) are zero-padded with lengths the model
@@ -34,11 +34,11 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from coverhunter.audio import load_segment
-from coverhunter.augment import FeatureAugment
-from coverhunter.augment_audio import AudioAugment
-from coverhunter.data import ChunkLocation, pad_batch
-from coverhunter.features import CQTFrontEnd
+from coverhunter.features.audio import load_segment
+from coverhunter.training.augment import FeatureAugment
+from coverhunter.training.augment_audio import AudioAugment
+from coverhunter.training.data import ChunkLocation, pad_batch
+from coverhunter.features.cqt import CQTFrontEnd
 
 
 class AudioChunks:
@@ -94,7 +94,7 @@ class BatchMaker:
     """Sampler specs → :class:`Batch` on the CPU, tricks applied when ``tricks`` is on.
 
     ``dataset[spec]`` gives a chunk's stored features and label and
-    ``dataset.locate(spec)`` its place (:class:`~coverhunter.data.ChunkLocation`).
+    ``dataset.locate(spec)`` its place (:class:`~coverhunter.training.data.ChunkLocation`).
     ``audio`` (with ``chunks``, ``front`` and ``other``) enables the audio tricks and
     ``features`` the CQT-domain ones; either may be None.
     """

@@ -1,0 +1,392 @@
+"""The trained model in MLflow: a pyfunc wrapper, logging, registration and promotion.
+
+The registered model (default name ``coverhunter``) carries two aliases:
+
+- ``champion``: the version served; it moves to a new version only when the new
+  version's metric is better than the champion's, and better by at least ``margin``
+  (``gain > 0 and gain >= margin``; with ``margin`` 0 a tie keeps the champion);
+- ``challenger``: the latest version that did not clear that bar.
+
+The champion's value compared against is, in order of preference:
+
+1. a :class:`ChampionMeasurement`: the caller scored the champion's checkpoint on the
+   *same, current* test sets as the new model (``stages.evaluate.challenge`` does, for
+   ``dvc repro`` and for the retraining flow), so a grown or changed test set never
+   compares a fresh number with a stale one;
+2. otherwise the ``<metric_name>`` tag stored on the champion when it was registered.
+
+Tags set on every registered version:
+
+| tag | value |
+|---|---|
+| ``<metric_name>`` (e.g. ``test.mAP``) | the version's metric when registered, ``repr(float)`` |
+| ``promotion.metric`` | ``metric_name`` |
+| ``promotion.higher_is_better`` | ``True`` / ``False`` |
+| ``promotion.margin`` | the margin used |
+| ``promotion.decision`` | ``champion`` or ``challenger`` |
+| ``promotion.previous_champion_version`` | the champion before this decision, or ``none`` |
+| ``promotion.previous_champion_value`` | its metric as compared, or ``none`` |
+| ``promotion.champion_measured`` | ``current test sets`` (a measurement), ``stored tag`` or ``none`` |
+| ``promotion.metrics`` | JSON ``{set: {metric: value}}`` of this version (when given) |
+| ``promotion.champion_metrics`` | JSON, the champion's on the same sets (when measured) |
+| ``promotion.reason`` | one sentence |
+
+Tags set on the champion that was challenged (the last challenge wins):
+
+| tag | value |
+|---|---|
+| ``challenge.version`` | the challenger's version |
+| ``challenge.decision`` | ``kept`` or ``replaced`` |
+| ``challenge.value`` / ``challenge.challenger_value`` | both metric values compared |
+| ``challenge.metrics`` / ``challenge.challenger_metrics`` | both metric sets (JSON), when given |
+| ``challenge.margin`` | the margin used |
+| ``challenge.reason`` | the same sentence |
+
+A champion that cannot be compared (no measurement and no ``<metric_name>`` tag, e.g. set
+by hand or registered for another metric; or a measurement that failed) is never replaced
+automatically: the new version becomes challenger. Promotions of one model are not
+serialised here: callers hold a lock (``flows/retrain.py``) or promote once per run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from coverhunter.mlops import tracking  # noqa: F401  (telemetry switches before mlflow loads)
+
+import mlflow  # noqa: E402
+import mlflow.pyfunc  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+from mlflow.models import ModelSignature  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec  # noqa: E402
+
+DEFAULT_NAME = "coverhunter"
+CHAMPION, CHALLENGER = "champion", "challenger"
+CHECKPOINT_ARTIFACT = "checkpoint"
+REQUIREMENTS = ("torch", "nnAudio", "numpy", "mlflow", "coverhunter")
+EXAMPLE_FRAMES = 64   # the input example: (1, 64, n_bins), 2.6 s at 25 frames/s
+
+
+class CoverHunterPyfunc(mlflow.pyfunc.PythonModel):
+    """Serves a CoverHunter checkpoint: log-CQT ``(batch, frames, bins)`` float32 →
+    L2-normalised embeddings ``(batch, embedding_dim)`` float32.
+
+    Nothing is pickled: the logged model stores a three-line script that builds this
+    wrapper ("models from code"), and ``load_context`` rebuilds the network from the
+    checkpoint artifact with ``coverhunter.model.checkpoint.load_model``
+    (``torch.load(weights_only=True)``).
+    ``params={"lengths": [...]}`` gives each item's valid frames (default: all frames).
+    ``model_config`` at load time: ``device`` (default ``cpu``), ``batch_size`` (64)."""
+
+    def load_context(self, context) -> None:
+        import torch
+
+        from coverhunter.model.checkpoint import load_model
+
+        config = dict(context.model_config or {})
+        self._device = torch.device(config.get("device", "cpu"))
+        self._batch = int(config.get("batch_size", 64))
+        self._model = load_model(context.artifacts[CHECKPOINT_ARTIFACT]).to(self._device)
+
+    def __getstate__(self) -> dict:
+        return {}   # never pickle a loaded network
+
+    # The np.ndarray hint tells MLflow to take the input as it comes (the signature checks it).
+    def predict(self, context, model_input: np.ndarray,
+                params: dict | None = None) -> np.ndarray:
+        import torch
+
+        if isinstance(model_input, dict) and len(model_input) == 1:   # a named tensor
+            model_input = next(iter(model_input.values()))
+        x = np.asarray(model_input, dtype=np.float32)
+        if x.ndim != 3:
+            raise ValueError(f"expected (batch, frames, bins), got shape {x.shape}")
+        lengths = (params or {}).get("lengths")
+        if lengths is not None and len(lengths) == 0:   # the signature's default: all frames
+            lengths = None
+        if lengths is not None and len(lengths) != len(x):
+            raise ValueError(f"{len(lengths)} lengths for a batch of {len(x)}")
+        out = []
+        for start in range(0, len(x), self._batch):
+            xb = torch.from_numpy(x[start:start + self._batch]).to(self._device)
+            lb = None if lengths is None else torch.as_tensor(
+                lengths[start:start + self._batch], dtype=torch.long, device=self._device)
+            out.append(self._model.embed(xb, lb).cpu().numpy())
+        if not out:
+            return np.zeros((0, self._model.bottleneck.out_features), dtype=np.float32)
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+
+# "Models from code": MLflow stores this script and runs it to rebuild the wrapper, so
+# nothing is pickled (a pickled PythonModel is what MLflow warns about).
+_MODEL_CODE = """\
+import mlflow
+from coverhunter.mlops.registry import CoverHunterPyfunc
+
+mlflow.models.set_model(CoverHunterPyfunc())
+"""
+
+
+def pinned_requirements() -> list[str]:
+    """``name==version`` of the installed torch, nnAudio, numpy, mlflow and coverhunter.
+    A local label (``2.13.0+cpu``) is dropped: ``torch==2.13.0`` still matches the
+    installed build (PEP 440) and also admits the CUDA build on a GPU server."""
+    return [f"{name}=={metadata.version(name).split('+')[0]}" for name in REQUIREMENTS]
+
+
+def model_signature(n_bins: int, embedding_dim: int) -> ModelSignature:
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, n_bins))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, embedding_dim))]),
+        params=ParamSchema([ParamSpec("lengths", "long", [], (-1,))]))
+
+
+def log_model(checkpoint_path: str | Path, n_bins: int, embedding_dim: int,
+              name: str = "model", input_example: bool = True) -> str:
+    """Log the checkpoint as a pyfunc model (linked to the active run, if any); returns
+    its ``models:/<model_id>`` URI.
+
+    The artifact is a slim copy of the checkpoint (``config`` and ``model`` only: no
+    optimiser or RNG state). Requirements are pinned (``pinned_requirements``), never
+    inferred. With ``input_example`` MLflow stores a ``(1, 64, n_bins)`` example and
+    checks it against the model once while logging."""
+
+    from coverhunter.model.checkpoint import load_checkpoint, save_model
+
+    state = load_checkpoint(Path(checkpoint_path))
+    if state["config"]["n_bins"] != n_bins:
+        raise ValueError(f"checkpoint has n_bins={state['config']['n_bins']}, not {n_bins}")
+    if state["config"]["model"]["embedding_dim"] != embedding_dim:
+        raise ValueError(f"checkpoint has embedding_dim="
+                         f"{state['config']['model']['embedding_dim']}, not {embedding_dim}")
+    tmp = Path(tempfile.mkdtemp(prefix="coverhunter-model-"))
+    try:
+        slim = tmp / "checkpoint.pt"
+        save_model(state, slim)
+        example = (np.full((1, EXAMPLE_FRAMES, n_bins), -40.0, dtype=np.float32)
+                   if input_example else None)
+        code = tmp / "coverhunter_model.py"
+        code.write_text(_MODEL_CODE)
+        info = mlflow.pyfunc.log_model(
+            name=name, python_model=str(code),
+            artifacts={CHECKPOINT_ARTIFACT: str(slim)},
+            signature=model_signature(n_bins, embedding_dim),
+            input_example=example, pip_requirements=pinned_requirements())
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return info.model_uri
+
+
+@dataclass(frozen=True)
+class ChampionMeasurement:
+    """The champion as the caller measured it just now, on the same test sets as the new
+    model. ``value`` is the promotion metric (None when it could not be measured, with
+    ``error`` saying why); ``metrics`` is ``{set: {metric: value}}``."""
+    version: str
+    value: float | None
+    metrics: dict | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    version: str                      # the newly registered version
+    alias: str                        # "champion" or "challenger"
+    metric_name: str
+    value: float
+    previous_champion_version: str | None
+    previous_champion_value: float | None
+    reason: str
+    margin: float = 0.0
+    metrics: dict | None = None           # the new version's metric set
+    champion_metrics: dict | None = None  # the champion's, measured on the same sets
+    champion_measured: str = "none"       # "current test sets" | "stored tag" | "none"
+
+    @property
+    def promoted(self) -> bool:
+        return self.alias == CHAMPION
+
+
+def _champion(client: MlflowClient, name: str):
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def champion_version(name: str = DEFAULT_NAME) -> str | None:
+    """The version that holds the ``champion`` alias, or None."""
+    champ = _champion(MlflowClient(), name)
+    return None if champ is None else str(champ.version)
+
+
+def _decide(value: float, champion_value: float | None, champion_version: str | None,
+            metric_name: str, higher_is_better: bool, margin: float,
+            unmeasured: str | None = None) -> tuple[str, str]:
+    """The promotion rule: champion when there is none, or when the new value is better
+    than the champion's (``gain > 0``) by at least ``margin`` (``gain >= margin``)."""
+    if not math.isfinite(value):
+        return CHALLENGER, f"{metric_name}={value} is not finite"
+    if champion_version is None:
+        return CHAMPION, "no champion yet"
+    if champion_value is None:
+        return CHALLENGER, (unmeasured or f"champion v{champion_version} has no "
+                            f"{metric_name!r} tag") + ": not replaced automatically"
+    gain = value - champion_value if higher_is_better else champion_value - value
+    better = "higher" if higher_is_better else "lower"
+    if gain > 0 and gain >= margin:
+        return CHAMPION, (f"{metric_name} {value:.6g} beats champion v{champion_version} "
+                          f"({champion_value:.6g}) by {gain:.6g} >= margin {margin:g} "
+                          f"({better} is better)")
+    return CHALLENGER, (f"{metric_name} {value:.6g} does not beat champion v{champion_version} "
+                        f"({champion_value:.6g}) by at least margin {margin:g} "
+                        f"(gain {gain:.6g}, {better} is better)")
+
+
+def _compact(metrics: dict | None) -> str:
+    """``{set: {metric: value}}`` as compact JSON (6 significant digits) for a tag."""
+    if metrics is None:
+        return "none"
+    rounded = {s: {k: (float(f"{v:.6g}") if isinstance(v, float) else v) for k, v in m.items()}
+               for s, m in metrics.items()}
+    return json.dumps(rounded, sort_keys=True, separators=(",", ":"))
+
+
+def _stored_value(champ, metric_name: str) -> float | None:
+    if champ is None or metric_name not in champ.tags:
+        return None
+    try:
+        return float(champ.tags[metric_name])
+    except ValueError:
+        return None
+
+
+def register_and_promote(model_uri: str, metric_name: str, metric_value: float,
+                         name: str = DEFAULT_NAME, higher_is_better: bool = True,
+                         margin: float = 0.0, *, metrics: dict | None = None,
+                         champion: ChampionMeasurement | None = None) -> PromotionDecision:
+    """Register ``model_uri`` as a new version of ``name`` and alias it ``champion`` when
+    ``metric_value`` is better than the champion's by at least ``margin`` (``_decide``)
+    or when there is no champion, else ``challenger``.
+
+    ``champion``: the champion measured by the caller on the same sets (preferred over
+    its stored tag). If the alias moved to another version after that measurement, the
+    new version is not promoted. ``metrics``: the new version's metric set, recorded in
+    the tags. The decision is recorded as tags on the new version and on the champion
+    that was challenged (module docstring)."""
+    if margin < 0:
+        raise ValueError("margin must be >= 0")
+    value = float(metric_value)
+    client = MlflowClient()
+    mv = mlflow.register_model(model_uri, name, tags={
+        metric_name: repr(value), "promotion.metric": metric_name,
+        "promotion.higher_is_better": str(bool(higher_is_better)),
+        "promotion.margin": repr(float(margin))})
+    version = str(mv.version)
+    champ = _champion(client, name)
+    champ_version = str(champ.version) if champ is not None else None
+    unmeasured, champ_metrics, measured = None, None, "none"
+    if champion is not None and champion.version != champ_version:
+        champ_value = None
+        unmeasured = (f"the champion alias moved from v{champion.version} to "
+                      f"v{champ_version} while this model was compared with it")
+        champ_version = champ_version or champion.version
+    elif champion is not None:
+        champ_value, champ_metrics = champion.value, champion.metrics
+        measured = "current test sets"
+        if champ_value is None:
+            unmeasured = (f"champion v{champ_version} could not be measured on the current "
+                          f"test sets ({champion.error})")
+    else:
+        champ_value = _stored_value(champ, metric_name)
+        measured = "stored tag" if champ_value is not None else "none"
+    alias, reason = _decide(value, champ_value, champ_version, metric_name,
+                            higher_is_better, margin, unmeasured)
+    client.set_registered_model_alias(name, alias, version)
+    tags = {"promotion.decision": alias,
+            "promotion.previous_champion_version": champ_version or "none",
+            "promotion.previous_champion_value":
+                "none" if champ_value is None else repr(champ_value),
+            "promotion.champion_measured": measured,
+            "promotion.reason": reason}
+    if metrics is not None:
+        tags["promotion.metrics"] = _compact(metrics)
+    if champ_metrics is not None:
+        tags["promotion.champion_metrics"] = _compact(champ_metrics)
+    for key, tag in tags.items():
+        client.set_model_version_tag(name, version, key, tag)
+    if champ_version is not None and champ_version != version:
+        _tag_challenged(client, name, champ_version, {
+            "challenge.version": version,
+            "challenge.decision": "replaced" if alias == CHAMPION else "kept",
+            "challenge.value": "none" if champ_value is None else repr(champ_value),
+            "challenge.challenger_value": repr(value),
+            "challenge.metrics": _compact(champ_metrics),
+            "challenge.challenger_metrics": _compact(metrics),
+            "challenge.margin": repr(float(margin)),
+            "challenge.reason": reason})
+    return PromotionDecision(version, alias, metric_name, value, champ_version, champ_value,
+                             reason, float(margin), metrics, champ_metrics, measured)
+
+
+def _tag_challenged(client: MlflowClient, name: str, version: str, tags: dict) -> None:
+    """Record a challenge on the champion's version (skipped if it was deleted meanwhile)."""
+    try:
+        for key, tag in tags.items():
+            client.set_model_version_tag(name, version, key, tag)
+    except MlflowException:
+        pass
+
+
+METRIC_COLUMNS = ("mAP", "MR1", "HR1", "P10")
+
+
+def decision_markdown(decision: PromotionDecision, title: str = "Champion/challenger decision") -> str:
+    """The decision as Markdown: a table of both metric sets per test set (challenger,
+    champion, difference), then the outcome and the reason."""
+    new, old = f"v{decision.version}", (f"v{decision.previous_champion_version}"
+                                        if decision.previous_champion_version else "none")
+    outcome = (f"**v{decision.version} is the new champion** (was {old})" if decision.promoted
+               else f"**champion {old} kept**; v{decision.version} is challenger")
+    lines = [f"## {title}", "", outcome, "",
+             f"| set | metric | challenger {new} | champion {old} | difference |",
+             "|---|---|---|---|---|"]
+    mine, theirs = decision.metrics or {}, decision.champion_metrics or {}
+    for set_name in sorted(set(mine) | set(theirs)):
+        for metric in METRIC_COLUMNS:
+            a, b = mine.get(set_name, {}).get(metric), theirs.get(set_name, {}).get(metric)
+            diff = f"{a - b:+.4f}" if a is not None and b is not None else "-"
+            lines.append(f"| {set_name} | {metric} | {_cell(a)} | {_cell(b)} | {diff} |")
+    lines += ["", f"- compared: `{decision.metric_name}` (challenger {decision.value:.6g}, "
+              f"champion {_cell(decision.previous_champion_value)}, champion measured on: "
+              f"{decision.champion_measured}), margin {decision.margin:g}",
+              f"- reason: {decision.reason}"]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def load_champion(name: str = DEFAULT_NAME, model_config: dict | None = None):
+    """The pyfunc model at ``models:/<name>@champion``."""
+    return mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}", model_config=model_config)
+
+
+
+def download_checkpoint(model_uri: str, dst: str | Path) -> Path:
+    """The checkpoint file inside a logged model (e.g. ``models:/coverhunter@champion``),
+    downloaded under ``dst``; load it with :func:`coverhunter.model.checkpoint.load_model`."""
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst)))
+    found = sorted(local.rglob("checkpoint.pt"))
+    if not found:
+        raise FileNotFoundError(f"{model_uri}: the logged model holds no checkpoint.pt")
+    return found[0]
