@@ -1,30 +1,40 @@
 """Typed view of ``params.yaml``, the single source of every number the code uses.
 
-Each section maps to a frozen dataclass with no defaults: a missing or unknown key is an
-error naming ``section.key``, so a typo in ``params.yaml`` cannot silently fall back to a
-hidden default.
+Each section maps to a frozen pydantic dataclass with no defaults, so every value is
+type-checked (``lr: "abc"`` fails, ``lr: 1e-3`` is a float) and range-checked on load, and
+a missing or unknown key is an error naming ``section.key``: a typo in ``params.yaml``
+cannot silently fall back to a hidden default. ``dataclasses.replace`` re-validates.
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
+import pydantic
 import yaml
+from pydantic import ConfigDict, Field
+
+# every section: frozen, validated on construction (also by dataclasses.replace)
+dataclass = pydantic.dataclasses.dataclass(frozen=True, config=ConfigDict(extra="forbid"))
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+Count = Annotated[int, Field(ge=1)]        # an integer >= 1
+Size = Annotated[int, Field(ge=0)]         # an integer >= 0
 
 
-@dataclass(frozen=True)
+@dataclass
 class FeatureParams:
     """CQT front end [III-A]."""
-    sample_rate: int
-    n_bins: int
-    bins_per_octave: int
-    fmin: float
-    hop_s: float
-    top_db: float
-    amin: float
-    batch_seconds: float
+    sample_rate: Count
+    n_bins: Count
+    bins_per_octave: Count
+    fmin: Positive
+    hop_s: Positive
+    top_db: Positive
+    amin: Positive
+    batch_seconds: Positive
     store_dtype: str
 
     @property
@@ -38,25 +48,25 @@ class FeatureParams:
         return self.sample_rate / self.hop_length
 
 
-@dataclass(frozen=True)
+@dataclass
 class ModelParams:
     """Conformer backbone, time pooling and bottleneck [II-A, II-B]."""
     backbone: str
-    frame_pool: int
+    frame_pool: Count
     input_norm: str
-    d_model: int
-    ff_dim: int
-    n_heads: int
-    n_blocks: int
-    conv_kernel: int
-    subsample_channels: int
-    dropout: float
+    d_model: Count
+    ff_dim: Count
+    n_heads: Count
+    n_blocks: Size
+    conv_kernel: Count
+    subsample_channels: Count
+    dropout: Annotated[float, Field(ge=0, lt=1)]
     pooling: str
-    pool_dim: int
-    pool_hidden: int
-    pool_mask_prob: float
-    gem_p: float
-    embedding_dim: int
+    pool_dim: Count
+    pool_hidden: Count
+    pool_mask_prob: Annotated[float, Field(ge=0, lt=1)]
+    gem_p: Positive
+    embedding_dim: Count
     neck: str
     resnet_width: int
     resnet_layers: list[int]
@@ -74,14 +84,14 @@ class ModelParams:
         object.__setattr__(self, "resnet_layers", [int(n) for n in self.resnet_layers])
 
 
-@dataclass(frozen=True)
+@dataclass
 class LossParams:
     """Joint loss weights [II-C, eq. 4]."""
-    focal_gamma: float
-    focal_weight: float
-    center_weight: float
-    triplet_margin: float
-    triplet_weight: float
+    focal_gamma: NonNegative
+    focal_weight: NonNegative
+    center_weight: NonNegative
+    triplet_margin: NonNegative
+    triplet_weight: NonNegative
     focal_alpha: str        # inverse_frequency: α_c = N / (C·n_c) (eq. 1) | none: α = 1
 
     def __post_init__(self) -> None:
@@ -90,22 +100,22 @@ class LossParams:
                              f"got {self.focal_alpha!r}")
 
 
-@dataclass(frozen=True)
+@dataclass
 class TrainParams:
     """Training schedule and batching [II-D, III-A]."""
-    chunk_s: float
-    hop_s: float
-    works_per_batch: int
-    versions_per_work: int
-    lr: float
-    lr_decay: float
-    lr_decay_steps: int
-    max_steps: int
-    checkpoint_every: int
-    log_every: int
-    pitch_roll_bins: int
+    chunk_s: Positive
+    hop_s: Positive
+    works_per_batch: Annotated[int, Field(ge=2)]   # the triplet loss needs negatives
+    versions_per_work: Annotated[int, Field(ge=2)]  # ... and positives
+    lr: Positive
+    lr_decay: Annotated[float, Field(gt=0, le=1)]
+    lr_decay_steps: Count
+    max_steps: Size
+    checkpoint_every: Count
+    log_every: Count
+    pitch_roll_bins: Size
     tricks: bool
-    prefetch_batches: int
+    prefetch_batches: Size
     seed: int
     amp: bool
     device: str
@@ -117,14 +127,14 @@ class TrainParams:
             raise ValueError(f"params: train.init must be 'pretrained' or 'scratch', got {self.init!r}")
 
 
-@dataclass(frozen=True)
+@dataclass
 class EvalParams:
     """Inference chunking [II-D]."""
-    chunk_s: float
-    hop_s: float
-    batch_chunks: int
-    min_duration_s: float
-    tsne_perplexity: float   # the Fig. 3 map of the main test set
+    chunk_s: Positive
+    hop_s: Positive
+    batch_chunks: Count
+    min_duration_s: NonNegative
+    tsne_perplexity: Positive   # the Fig. 3 map of the main test set
     train_works: int         # training works (all their versions) also scored as the set train_works; 0 = off
 
     def __post_init__(self) -> None:
@@ -133,7 +143,7 @@ class EvalParams:
             raise ValueError(f"params: evaluate.train_works must be an integer >= 0, got {n!r}")
 
 
-@dataclass(frozen=True)
+@dataclass
 class BaselineParams:
     """One set of constants of the training-free reference rows (coverhunter/retrieval/baselines.py):
     chroma 2DFTM and key-invariant mean chroma. ``baselines:`` maps a profile name to one."""
@@ -154,28 +164,30 @@ class BaselineParams:
             raise ValueError("params: " + "; ".join(problems))
 
 
-@dataclass(frozen=True)
+@dataclass
 class AlignParams:
     """Coarse-to-fine chunk alignment [II-D]: which chunk pairs of two versions match."""
-    threshold: float       # cosine similarity a chunk pair must exceed to be a match
-    batch_chunks: int      # chunks per forward pass when embedding training recordings
+    threshold: Annotated[float, Field(ge=-1, le=1)]  # cosine similarity a chunk pair must exceed to be a match
+    batch_chunks: Count     # chunks per forward pass when embedding training recordings
 
 
-@dataclass(frozen=True)
+@dataclass
 class FineParams:
     """Fine model [II-D]: aligned chunk pairs extended to a random length [III-B]."""
     enabled: bool          # coarse-to-fine on; off: no alignment, the coarse model is the final one
-    min_s: float           # shortest training chunk (from its aligned start)
-    max_s: float           # longest training chunk
+    min_s: Positive        # shortest training chunk (from its aligned start)
+    max_s: Positive        # longest training chunk
     init: str              # scratch (a new model, as the paper) | coarse (start from its weights)
-    max_steps: int         # training steps of the fine model (the rest of the schedule is train's)
+    max_steps: Size        # training steps of the fine model (the rest of the schedule is train's)
 
     def __post_init__(self):
         if self.init not in ("scratch", "coarse"):
             raise ValueError(f"params: fine.init must be 'scratch' or 'coarse', got {self.init!r}")
+        if self.max_s < self.min_s:
+            raise ValueError(f"params: fine.max_s must be >= fine.min_s, got {self.max_s} < {self.min_s}")
 
 
-@dataclass(frozen=True)
+@dataclass
 class AugmentParams:
     """On-the-fly training tricks [III-B]: audio (speed, noise, volume) and CQT (roll, masks)."""
     speed_prob: float
@@ -228,14 +240,14 @@ class AugmentParams:
             object.__setattr__(self, "noise_dir", None)  # empty = no folder, as null
 
 
-@dataclass(frozen=True)
+@dataclass
 class DataParams:
     """The catalogue: manifest path and split names (README: "Your own catalogue")."""
     manifest: str
     audio_dir: str
     train_split: str
     val_split: str
-    test_sets: list[str]
+    test_sets: Annotated[list[str], Field(min_length=1)]
     main_test_set: str
 
     @property
@@ -244,7 +256,34 @@ class DataParams:
         return [self.train_split, self.val_split, *self.test_sets]
 
 
-@dataclass(frozen=True)
+@dataclass
+class FlowParams:
+    """Prefect flows and the champion/challenger rule (``flow:``)."""
+    retries: Size             # extra attempts of a failed stage task
+    retry_delay_s: NonNegative
+    promotion_margin: NonNegative   # the champion moves only on a main-test-set mAP gain >= this
+    deployment: str           # name of the scheduled retraining deployment
+    cron: str                 # its schedule (standard cron)
+    timezone: str             # IANA zone the cron is read in
+    on_overlap: str           # enqueue | cancel_new
+    lock_file: str            # one retrain run at a time per checkout
+    lock_wait_s: NonNegative
+    state_file: str           # input hashes of the last successful retrain
+    trust_mtime: bool         # reuse an audio file's sha1 while its size and mtime are unchanged
+
+    def __post_init__(self) -> None:
+        if self.on_overlap not in ("enqueue", "cancel_new"):
+            raise ValueError(f"params: flow.on_overlap must be enqueue or cancel_new, got {self.on_overlap!r}")
+
+
+@dataclass
+class PretrainParams:
+    """``make pretrain``: the pipeline on the large catalogue in a workspace of its own."""
+    workspace: str              # folder with its own params.yaml, DVC lock, MLflow store, outputs
+    overrides: dict[str, Any]   # dotted keys of params.yaml set in the workspace's copy
+
+
+@dataclass
 class Params:
     features: FeatureParams
     model: ModelParams
@@ -256,13 +295,16 @@ class Params:
     fine: FineParams
     augment: AugmentParams
     data: DataParams
+    flow: FlowParams
+    pretrain: PretrainParams
+    demo: Any                  # coverhunter.demo.params.DemoParams of demo.size (its own checks)
 
 
 T = TypeVar("T")
 
 
 def section(cls: type[T], raw: dict[str, Any], name: str) -> T:
-    """Build one section, naming any missing or unknown key."""
+    """Build one section, naming any missing, unknown or invalid key."""
     if not isinstance(raw, dict):
         raise ValueError(f"params: section '{name}' must be a mapping, got {type(raw).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -272,7 +314,18 @@ def section(cls: type[T], raw: dict[str, Any], name: str) -> T:
         parts = [f"unknown key {name}.{k}" for k in unknown]
         parts += [f"missing key {name}.{k}" for k in missing]
         raise ValueError("params: " + "; ".join(parts))
-    return cls(**raw)
+    try:
+        return cls(**raw)
+    except pydantic.ValidationError as err:
+        raise ValueError("params: " + "; ".join(_problem(e, name) for e in err.errors())) from None
+
+
+def _problem(error: dict, name: str) -> str:
+    """One pydantic error as ``section.key: what is wrong (got value)``."""
+    if error["type"] == "value_error":          # a section's own check: it names its keys
+        return str(error["ctx"]["error"]).removeprefix("params: ")
+    where = ".".join([name, *(str(x) for x in error["loc"])])
+    return f"{where}: {error['msg'].lower()} (got {error['input']!r})"
 
 
 def profiles(cls: type[T], raw: dict[str, Any], name: str) -> dict[str, T]:
@@ -283,23 +336,40 @@ def profiles(cls: type[T], raw: dict[str, Any], name: str) -> dict[str, T]:
 
 
 def from_dict(raw: dict[str, Any]) -> Params:
-    """Parse the whole parameter tree (extra top-level sections are left to their stages)."""
+    """Parse and check the whole parameter tree; every section is required."""
+    from coverhunter.demo.params import demo_params   # the demo's own checks (light import)
+
     classes = {"features": FeatureParams, "model": ModelParams, "loss": LossParams,
                "train": TrainParams, "evaluate": EvalParams, "align": AlignParams,
-               "fine": FineParams, "augment": AugmentParams, "data": DataParams}
-    missing = [k for k in (*classes, "baselines") if k not in raw]
+               "fine": FineParams, "augment": AugmentParams, "data": DataParams,
+               "flow": FlowParams, "pretrain": PretrainParams}
+    if not isinstance(raw, dict):
+        raise ValueError(f"params: expected a mapping of sections, got {type(raw).__name__}")
+    missing = [k for k in (*classes, "baselines", "demo") if k not in raw]
     if missing:
         raise ValueError(f"params: missing section(s) {', '.join(missing)}")
+    unknown = sorted(set(raw) - {*classes, "baselines", "demo"})
+    if unknown:
+        raise ValueError(f"params: unknown section(s) {', '.join(unknown)}")
     return Params(**{k: section(classes[k], raw[k], k) for k in classes},
-                  baselines=profiles(BaselineParams, raw["baselines"], "baselines"))
+                  baselines=profiles(BaselineParams, raw["baselines"], "baselines"),
+                  demo=demo_params(raw))
+
+
+def load(path: str | Path = "params.yaml") -> tuple[Params, dict[str, Any]]:
+    """The checked params and the raw mapping (for logging and run fingerprints); every
+    error names the file and the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such params file (pass --params or run from the project folder)")
+    try:
+        with path.open() as fh:                # a stream, so a YAML error names the file
+            raw = yaml.safe_load(fh)
+        return from_dict(raw), raw
+    except (ValueError, yaml.YAMLError) as err:
+        raise ValueError(f"{path}: {err}") from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read ``params.yaml`` (default: the one in the working directory)."""
-    path = Path(path)
-    with path.open() as fh:
-        raw = yaml.safe_load(fh)
-    try:
-        return from_dict(raw)
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
+    """Read and check ``params.yaml`` (default: the one in the working directory)."""
+    return load(path)[0]

@@ -106,8 +106,8 @@ def mlflow_run_tree() -> Iterator[str]:
 @flow(name="coverhunter-pipeline", log_prints=True)
 def pipeline(params_path: str = str(PARAMS), build_demo: bool = True, progress: bool = False) -> dict:
     """Run every stage in order; returns the evaluate stage's result."""
-    _, raw = load(params_path)
-    retries, delay = raw["flow"]["retries"], raw["flow"]["retry_delay_s"]
+    p, _ = load(params_path)
+    retries, delay = p.flow.retries, p.flow.retry_delay_s
     with mlflow_run_tree():
         for name in STAGE_ORDER:
             if name == "demo" and not build_demo:

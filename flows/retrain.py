@@ -70,6 +70,7 @@ from coverhunter.mlops import registry
 
 from coverhunter.mlops import tracking
 from coverhunter.catalogue.manifest import ManifestError, read_manifest
+from coverhunter.params import FlowParams
 from flows.pipeline import STAGE_ORDER, StageFailed, mlflow_run_tree, run_stage
 from stages import evaluate
 from stages.common import PARAMS, load
@@ -85,40 +86,6 @@ NO_CHANGE = "no input changed"
 
 
 # ---------------------------------------------------------------- settings
-
-@dataclasses.dataclass(frozen=True)
-class RetrainSettings:
-    """The `flow:` section of params.yaml, as the retrain flow reads it."""
-    retries: int
-    retry_delay_s: float
-    promotion_margin: float
-    deployment: str
-    cron: str
-    timezone: str
-    on_overlap: str
-    lock_file: Path
-    lock_wait_s: float
-    state_file: Path
-    trust_mtime: bool
-
-    @classmethod
-    def from_raw(cls, raw: dict) -> "RetrainSettings":
-        f = raw.get("flow") or {}
-        fields = [x.name for x in dataclasses.fields(cls)]
-        missing = [k for k in fields if k not in f]
-        if missing:
-            raise ValueError(f"params: missing key(s) {', '.join('flow.' + k for k in missing)}")
-        if f["on_overlap"] not in ("enqueue", "cancel_new"):
-            raise ValueError(f"params: flow.on_overlap must be enqueue or cancel_new, "
-                             f"got {f['on_overlap']!r}")
-        if int(f["retries"]) < 0 or float(f["lock_wait_s"]) < 0 or float(f["promotion_margin"]) < 0:
-            raise ValueError("params: flow.retries, flow.lock_wait_s and flow.promotion_margin "
-                             "must be >= 0")
-        return cls(int(f["retries"]), float(f["retry_delay_s"]), float(f["promotion_margin"]),
-                   str(f["deployment"]), str(f["cron"]), str(f["timezone"]), str(f["on_overlap"]),
-                   Path(f["lock_file"]), float(f["lock_wait_s"]), Path(f["state_file"]),
-                   bool(f["trust_mtime"]))
-
 
 # ---------------------------------------------------------------- the lock
 
@@ -358,7 +325,7 @@ def _report(decision: registry.PromotionDecision, plan: list, changes: dict) -> 
     return "\n".join(lines) + "\n"
 
 
-def _run_pipeline(params_file: Path, cfg: RetrainSettings, plan: list) -> tuple[dict, Any]:
+def _run_pipeline(params_file: Path, cfg: FlowParams, plan: list) -> tuple[dict, Any]:
     """The planned stages, then the champion/challenger task, in one MLflow run tree."""
     with mlflow_run_tree():
         evaluated = None
@@ -377,9 +344,9 @@ def _run_pipeline(params_file: Path, cfg: RetrainSettings, plan: list) -> tuple[
     return evaluated, decision
 
 
-def _retrain_locked(params_file: Path, cfg: RetrainSettings) -> dict:
+def _retrain_locked(params_file: Path, cfg: FlowParams) -> dict:
     _, raw = load(params_file)
-    previous = read_state(cfg.state_file)
+    previous = read_state(Path(cfg.state_file))
     inputs = snapshot(raw, (previous or {}).get("inputs"), cfg.trust_mtime)
     changes = diff_inputs((previous or {}).get("inputs"), inputs)
     plan = plan_stages(changes, raw, dvc_stages())
@@ -391,7 +358,7 @@ def _retrain_locked(params_file: Path, cfg: RetrainSettings) -> dict:
                        f"({previous['finished_at']}): {detail}", changes=changes)
     print(f"retraining: {_changes_summary(changes)}")
     evaluated, decision = _run_pipeline(params_file, cfg, plan)
-    write_state(cfg.state_file, {
+    write_state(Path(cfg.state_file), {
         "version": STATE_VERSION, "inputs": inputs, "flow_run": str(flow_run.get_id() or "none"),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "registered_version": decision.version, "decision": decision.alias})
@@ -410,9 +377,9 @@ def retrain(params_path: str = str(PARAMS)) -> dict:
     """Retrain when the manifest, its audio or params.yaml changed; promote the new model
     only if it beats the champion on the current test sets (module docstring)."""
     with _in_repo(params_path) as params_file:
-        cfg = RetrainSettings.from_raw(load(params_file)[1])
+        cfg = load(params_file)[0].flow
         try:
-            with repo_lock(cfg.lock_file, cfg.lock_wait_s):
+            with repo_lock(Path(cfg.lock_file), cfg.lock_wait_s):
                 return _retrain_locked(params_file, cfg)
         except LockHeld as held:
             return _result("locked", str(held))
@@ -420,9 +387,9 @@ def retrain(params_path: str = str(PARAMS)) -> dict:
 
 # ---------------------------------------------------------------- deployment
 
-def _deployment_options(params_path: str | Path) -> tuple[RetrainSettings, dict]:
+def _deployment_options(params_path: str | Path) -> tuple[FlowParams, dict]:
     params_file = Path(params_path).resolve()
-    cfg = RetrainSettings.from_raw(load(params_file)[1])
+    cfg = load(params_file)[0].flow
     strategy = ConcurrencyLimitStrategy[cfg.on_overlap.upper()]
     return cfg, {"schedules": [Cron(cfg.cron, timezone=cfg.timezone)],
                  "concurrency_limit": ConcurrencyLimitConfig(limit=1, collision_strategy=strategy),

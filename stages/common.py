@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
-from coverhunter.params import Params, from_dict
+from coverhunter.params import load  # noqa: F401  (the one params reader, re-exported for stages)
 
 PARAMS = Path("params.yaml")
 ARTIFACTS = Path("artifacts")
@@ -21,15 +20,6 @@ WORK = ARTIFACTS / "work"                                  # resumable checkpoin
 REPORTS = Path("reports")
 PLOTS = REPORTS / "plots"
 SKIPPED = "skipped.json"        # written instead of a model when a stage is switched off
-
-
-def load(params_path: str | Path = PARAMS) -> tuple[Params, dict[str, Any]]:
-    """The typed params and the raw mapping (for logging and for sections other stages own)."""
-    raw = yaml.safe_load(Path(params_path).read_text())
-    try:
-        return from_dict(raw), raw
-    except ValueError as err:
-        raise ValueError(f"{params_path}: {err}") from None
 
 
 def fingerprint(*parts: Any) -> str:

@@ -68,11 +68,6 @@ def trained_models(p: Params) -> tuple[str, ...]:
     return ("coarse", "fine") if p.fine.enabled else ("coarse",)
 
 
-def promotion_margin(raw: dict) -> float:
-    """`flow.promotion_margin`: how much better (main test set mAP) a new model must be."""
-    return float(raw["flow"]["promotion_margin"])
-
-
 def train_works_rows(df: pd.DataFrame, p: Params) -> pd.DataFrame:
     """The manifest rows of ``evaluate.train_works`` training works (every version), drawn
     without replacement with ``train.seed`` from the sorted work ids (all of them when
@@ -182,7 +177,7 @@ def challenge(params_path: str | Path, model_uri: str, metrics: dict,
     ``flow.promotion_margin``. Logged as the MLflow child run ``promote`` (the champion's
     metrics as ``champion.<set>.<metric>``, the decision as tags and ``decision.md``)."""
     p, raw = load(params_path)
-    margin = promotion_margin(raw)
+    margin = p.flow.promotion_margin
     tracking.configure(Path.cwd())
     sets = list(sets) if sets is not None else current_sets(p)
     key = tracking.pipeline_key(raw)

@@ -49,3 +49,44 @@ def test_training_stages_depend_on_whole_sections():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for name, sections in SECTIONS.items():
         assert set(sections) <= set(stages[f"train_{name}"]["params"]), name
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("train", "lr", "abc", "train.lr: input should be a valid number"),
+    ("evaluate", "chunk_s", -45, "evaluate.chunk_s: input should be greater than 0"),
+    ("data", "test_sets", "test", "data.test_sets: input should be a valid list"),
+    ("train", "works_per_batch", 1, "train.works_per_batch: input should be greater than or equal to 2"),
+    ("flow", "on_overlap", "sometimes", "flow.on_overlap must be enqueue or cancel_new"),
+    ("flow", "retries", -1, "flow.retries: input should be greater than or equal to 0"),
+    ("demo", "n_works", "many", "demo.n_works"),
+    ("fine", "max_s", 5.0, "fine.max_s must be >= fine.min_s"),
+])
+def test_values_are_type_and_range_checked(section, key, value, message):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw[section][key] = value
+    with pytest.raises(ValueError, match=message.replace(".", r"\.")):
+        from_dict(raw)
+
+
+def test_yaml_spellings_are_read_as_their_types():
+    """PyYAML reads 1e-3 as a string and "false" stays a string: both become what the key needs."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["train"]["lr"], raw["train"]["tricks"] = yaml.safe_load("1e-3"), "false"
+    p = from_dict(raw)
+    assert (p.train.lr, p.train.tricks) == (0.001, False)
+
+
+def test_every_section_is_read_and_an_unknown_one_is_refused():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p = from_dict(raw)
+    assert p.flow.promotion_margin == raw["flow"]["promotion_margin"]
+    assert p.pretrain.workspace == raw["pretrain"]["workspace"] and p.demo.n_works == raw["demo"]["n_works"]
+    with pytest.raises(ValueError, match="unknown section.*trian"):
+        from_dict({**raw, "trian": {}})
+
+
+def test_a_yaml_error_names_the_file(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("train:\n  lr: [1\n")
+    with pytest.raises(ValueError, match=str(bad)):
+        load_params(bad)

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from coverhunter.demo.accompany import BASS_STYLES, CHORD_STYLES, DRUM_PATTERNS
 from coverhunter.demo.names import RESERVED_COLLECTION, SOUNDFONT_NAMES
-from coverhunter.params import section
+from coverhunter.params import dataclass, section
 
 __all__ = ["MIX_PARTS", "PRESETS", "DemoParams", "demo_params", "reference_params"]
 
@@ -33,7 +32,7 @@ def _gm_programs(programs: list[int]) -> bool:
     return bool(programs) and all(0 <= q <= 127 for q in programs)
 
 
-@dataclass(frozen=True)
+@dataclass
 class DemoParams:
     """The ``demo:`` section of ``params.yaml`` (every key documented there).
 
