@@ -35,7 +35,7 @@ from coverhunter.model import CoverHunterNet  # noqa: E402
 from coverhunter.params import load_params  # noqa: E402
 from coverhunter.demo.render import load_corpus_score, render_score  # noqa: E402
 from coverhunter.training.loop import seed_everything, train  # noqa: E402
-from stages.train import _coarse_data, batch_maker  # noqa: E402
+from coverhunter.pipeline.train import _coarse_data, batch_maker  # noqa: E402
 
 TUNES = ["ryansMammoth/GreenSleevesJig", "ryansMammoth/AcaciaReel",
          "ryansMammoth/AdmiralsHornpipe", "ryansMammoth/AlhambraReel"]

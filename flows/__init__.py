@@ -1,1 +1,1 @@
-"""Prefect flows over the stage functions in `stages/` (no second implementation)."""
+"""Prefect flows over the stage functions of `coverhunter.pipeline` (no second implementation)."""

@@ -1,7 +1,7 @@
 """The whole pipeline as a Prefect flow: demo → validate → extract → train_coarse → align →
 train_fine → evaluate.
 
-Each task calls the very function its DVC stage runs (`stages.NAME.run`, looked up when
+Each task calls the very function its DVC stage runs (`coverhunter.pipeline.NAME.run`, looked up when
 the task runs). This module also holds the task wiring the retraining flow
 (`flows/retrain.py`) shares: `run_stage` (one stage as a task, with retries and an error
 that names the stage) and `mlflow_run_tree` (one MLflow parent run per flow run).
@@ -29,7 +29,7 @@ from prefect.runtime import flow_run
 
 from coverhunter.reporting.tables import metrics_table
 from coverhunter.mlops import tracking
-from stages.common import PARAMS, load
+from coverhunter.pipeline.layout import PARAMS, load
 
 STAGE_ORDER = ("demo", "validate", "extract", "train_coarse", "align", "train_fine", "evaluate")
 NOT_RETRIED = (ValueError,)   # bad params or data (a ManifestError is one): fails at once
@@ -46,12 +46,12 @@ class StageFailed(RuntimeError):
 
 def stage_call(name: str, params_path: str, progress: bool = False,
                **options: Any) -> tuple[Any, tuple, dict]:
-    """``(function, args, kwargs)`` of DVC stage ``name``: ``stages.<module>.run``, looked
+    """``(function, args, kwargs)`` of DVC stage ``name``: ``coverhunter.pipeline.<module>.run``, looked
     up now (so a test's monkeypatch is honoured); ``options`` go to the function."""
     module = {"train_coarse": "train", "train_fine": "train"}.get(name, name)
     if name not in STAGE_ORDER:
         raise ValueError(f"unknown stage {name!r}: one of {', '.join(STAGE_ORDER)}")
-    fn = importlib.import_module(f"stages.{module}").run
+    fn = importlib.import_module(f"coverhunter.pipeline.{module}").run
     args: tuple = (params_path,)
     kwargs: dict = dict(options)
     if name in ("train_coarse", "train_fine"):

@@ -21,12 +21,12 @@ A run does, in order (settings: the `flow:` section of params.yaml):
    stage that runs, or when one of its outputs is missing. Nothing recorded yet: every
    stage runs. Nothing reached: status `nothing_to_do`, and nothing is written anywhere.
    (Code changes are `dvc repro`'s business: they are not hashed here.)
-3. **Stages** — the same `stages.<name>.run` functions as dvc.yaml and `flows/pipeline.py`
+3. **Stages** — the same `coverhunter.pipeline.<name>.run` functions as dvc.yaml and `flows/pipeline.py`
    (`run_stage`), demo excluded (the catalogue is the manifest in `data.manifest`), each a
    task retried `flow.retries` times; one that still fails fails the run with
    `stage '<name>' failed after N attempt(s): <error>`. `evaluate` runs with
    `promote=False`: it scores and logs the new model but registers nothing.
-4. **Champion/challenger** — `stages.evaluate.challenge` as the task `promote` (never
+4. **Champion/challenger** — `coverhunter.pipeline.evaluate.challenge` as the task `promote` (never
    retried: it registers): the registry's champion is downloaded and scored on the same,
    current test sets; the new model is registered and the `champion` alias moves to it
    only if its `data.main_test_set` mAP is higher by at least `flow.promotion_margin`
@@ -72,8 +72,8 @@ from coverhunter.mlops import tracking
 from coverhunter.catalogue.manifest import ManifestError, read_manifest
 from coverhunter.params import FlowParams
 from flows.pipeline import STAGE_ORDER, StageFailed, mlflow_run_tree, run_stage
-from stages import evaluate
-from stages.common import PARAMS, load
+from coverhunter.pipeline import evaluate
+from coverhunter.pipeline.layout import PARAMS, load
 
 RETRAIN_STAGES = tuple(s for s in STAGE_ORDER if s != "demo")
 DVC_YAML = "dvc.yaml"

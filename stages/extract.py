@@ -1,27 +1,9 @@
-"""DVC stage `extract`: log-CQT features of every validated recording (incremental)."""
-from __future__ import annotations
+"""DVC stage `extract`: log-CQT features of every validated recording.
 
-import argparse
-from pathlib import Path
+The work is `coverhunter.pipeline.extract`; this entry point is `coverhunter extract`."""
+import sys
 
-from coverhunter.features.extract import extract_catalogue
-from coverhunter.model.checkpoint import resolve_device
-
-from stages.common import FEATURES, PARAMS, load, validated_manifest
-
-
-def run(params_path: str | Path = PARAMS, out_dir: Path = FEATURES, progress: bool = True) -> dict:
-    p, _ = load(params_path)
-    df = validated_manifest()
-    index = extract_catalogue(df["recording_id"].tolist(), df["audio_file"].tolist(), out_dir,
-                              p.features, resolve_device(p.train.device), progress)
-    return {"recordings": len(index), "frames": int(index["n_frames"].sum())}
-
-
-def main() -> None:
-    argparse.ArgumentParser(description=__doc__).parse_args()
-    print(run())
-
+from coverhunter.cli import main
 
 if __name__ == "__main__":
-    main()
+    main(["extract", *sys.argv[1:]])

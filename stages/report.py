@@ -1,22 +1,9 @@
-"""Print the pipeline's results: the metrics table and how to open MLflow (used by `make demo`)."""
-from __future__ import annotations
+"""DVC stage `report`: print the metrics table (the end of make demo).
 
-import json
-from pathlib import Path
+The work is `coverhunter.pipeline.report`; this entry point is `coverhunter report`."""
+import sys
 
-from coverhunter.mlops import tracking
-from coverhunter.reporting.tables import metrics_table
-
-from stages.common import REPORTS
-
-
-def main() -> None:
-    metrics = json.loads((REPORTS / "metrics.json").read_text())
-    print("\nRetrieval metrics (reports/metrics.json; leave-one-out within each set):\n")
-    print(metrics_table(metrics))
-    print(f"\nMLflow: mlflow ui --backend-store-uri {tracking.tracking_uri(Path.cwd())}")
-    print("then open http://127.0.0.1:5000 (experiment 'coverhunter'; model 'coverhunter' in Models).")
-
+from coverhunter.cli import main
 
 if __name__ == "__main__":
-    main()
+    main(["report", *sys.argv[1:]])

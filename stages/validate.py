@@ -1,35 +1,9 @@
 """DVC stage `validate`: the Great Expectations suite over the manifest.
 
-Writes `reports/validation.json` (machine-readable) and `reports/validation.md` (human),
-then stops the pipeline with a message naming each bad row and its fix. On success it
-writes the validated manifest (every row, with measured durations) for the later stages.
-"""
-from __future__ import annotations
+The work is `coverhunter.pipeline.validate`; this entry point is `coverhunter validate`."""
+import sys
 
-import argparse
-from pathlib import Path
-
-from coverhunter.catalogue.validation import raise_for_failures, validate_manifest
-
-from stages.common import PARAMS, REPORTS, VALIDATED, load
-
-
-def run(params_path: str | Path = PARAMS, progress: bool = True) -> dict:
-    p, _ = load(params_path)
-    d = p.data
-    result = validate_manifest(d.manifest, d.splits, d.train_split, d.test_sets,
-                               min_duration_s=p.train.chunk_s, report_dir=REPORTS, progress=progress)
-    raise_for_failures(result)
-    VALIDATED.parent.mkdir(parents=True, exist_ok=True)
-    result.manifest.to_parquet(VALIDATED, index=False)
-    counts = result.manifest.groupby("split")["recording_id"].count().to_dict()
-    return {"rows": len(result.manifest), "per_split": counts, "report": str(result.report_md)}
-
-
-def main() -> None:
-    argparse.ArgumentParser(description=__doc__).parse_args()
-    print(run())
-
+from coverhunter.cli import main
 
 if __name__ == "__main__":
-    main()
+    main(["validate", *sys.argv[1:]])

@@ -216,7 +216,7 @@ def test_align_work_on_score_position_embeddings_finds_the_true_offset():
 
 def test_stage_timelines_need_the_demo_recipe(tmp_path):
     from coverhunter.demo.tune_store import TuneStore
-    from stages.align import timelines
+    from coverhunter.pipeline.align import timelines
     rows = manifest_rows()
     (tmp_path / "cache").mkdir()
     manifest = tmp_path / "manifest.csv"

@@ -146,7 +146,7 @@ def test_baseline_and_train_works_params_are_checked(bp, params):
 
 
 def test_train_works_sample_is_seeded_and_keeps_every_version(params):
-    from stages.evaluate import TRAIN_WORKS, train_works_rows
+    from coverhunter.pipeline.evaluate import TRAIN_WORKS, train_works_rows
     df = pd.DataFrame({"recording_id": [f"r{w}-{v}" for w in range(10) for v in range(3)] + ["t1", "t2"],
                        "work_id": [f"w{w}" for w in range(10) for _ in range(3)] + ["x", "x"],
                        "split": ["train"] * 30 + ["test", "test"]})

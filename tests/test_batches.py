@@ -170,7 +170,7 @@ def test_stage_batch_maker_wires_every_trick(params, tmp_path):
     """stages.train.batch_maker from params: audio steps on every chunk with noise from the
     other work only, then the CQT tricks; tricks off or audio probabilities 0 read no audio."""
     import pandas as pd
-    from stages.train import batch_maker
+    from coverhunter.pipeline.train import batch_maker
     files = []
     for i, hz in enumerate((A4, E5)):
         files.append(tmp_path / f"r{i}.flac")

@@ -45,7 +45,7 @@ def test_training_stages_depend_on_whole_sections():
     """Each training stage's run folder is keyed by the params sections it reads
     (stages.train.SECTIONS); dvc.yaml lists those same sections whole, so a new key in any
     of them re-runs the stage."""
-    from stages.train import SECTIONS
+    from coverhunter.pipeline.train import SECTIONS
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for name, sections in SECTIONS.items():
         assert set(sections) <= set(stages[f"train_{name}"]["params"]), name

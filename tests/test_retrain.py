@@ -105,7 +105,7 @@ def repo(tmp_path_factory):
     for leaked in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "COVERHUNTER_PIPELINE_RUN"):
         mp.delenv(leaked, raising=False)
     from flows.retrain import retrain
-    from stages import demo
+    from coverhunter.pipeline import demo
     demo.run(root / "params.yaml")
     first = retrain(str(root / "params.yaml"))
     yield root, first
@@ -239,7 +239,7 @@ def test_a_run_waits_for_the_lock_within_lock_wait_s(repo, no_stage_may_run):
 
 
 def test_failing_training_fails_the_run_and_leaves_the_champion(repo, monkeypatch):
-    import stages.train
+    import coverhunter.pipeline.train
     root, _ = repo
     calls = []
 

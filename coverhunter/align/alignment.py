@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from coverhunter.progress import track
 
 from coverhunter.features.chunking import chunk_starts, seconds_to_frames
 from coverhunter.retrieval.inference import embed_chunks
@@ -296,9 +296,7 @@ def align_catalogue(works: Mapping[Hashable, WorkChunks] | Iterable[tuple[Hashab
     if total is None and hasattr(works, "__len__"):
         total = len(works)
     tables, summaries = [], []
-    for work_id, (recording_ids, embeddings, starts_s) in tqdm(
-            items, total=total, unit="work", desc="align", disable=not progress,
-            dynamic_ncols=True):
+    for work_id, (recording_ids, embeddings, starts_s) in track(items, total, "align", "work", progress):
         table, summary = align_work(work_id, recording_ids, embeddings, starts_s, threshold)
         tables.append(table)
         summaries.append(summary)

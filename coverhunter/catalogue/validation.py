@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
+from coverhunter.progress import bar as progress_bar
 
 from coverhunter.features.audio import AudioDecodeError, probe_audio
 from coverhunter.catalogue.manifest import REQUIRED_COLUMNS, ManifestError, read_manifest
@@ -112,8 +112,7 @@ def probe_files(paths: list[str | None], workers: int | None = None,
     """Probe every file (threads: libsndfile releases the GIL), with a progress bar."""
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool, \
-            tqdm(total=len(paths), desc="decode check", unit="file", disable=not progress,
-                 dynamic_ncols=True) as bar:
+            progress_bar(len(paths), "decode check", "file", progress) as bar:
         out = []
         for item in pool.map(_probe, paths):
             out.append(item)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
+from coverhunter.progress import track
 
 from coverhunter.demo.params import DemoParams
 from coverhunter.demo.plan import UNASSIGNED, plan_work
@@ -93,8 +93,7 @@ def build_catalogue(p: DemoParams, sample_rate: int, out_dir: Path | str,
                 needed = {s: tunes[s].to_json() for s in (r.source, r.intro_source,
                                                           r.outro_source) if s}
                 jobs.append((dataclasses.asdict(r), needed, sample_rate, str(path), digest))
-        for _ in tqdm(runner.map(render_job, jobs), total=len(jobs), unit="version",
-                      desc="demo: rendering", disable=not jobs):
+        for _ in track(runner.map(render_job, jobs), len(jobs), "demo: rendering", "version", bool(jobs)):
             pass
     finally:
         runner.close()

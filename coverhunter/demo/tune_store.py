@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import music21
-from tqdm import tqdm
+from coverhunter.progress import track
 
 from coverhunter.demo.parse import EXTRACT_VERSION, load_tune
 from coverhunter.demo.runner import Runner
@@ -53,8 +53,7 @@ class TuneStore:
                 if self._key(r, expand) not in self.data]
         if todo:
             results = self.runner.map(_load_job, todo)
-            for k, ((ref, _, _), res) in enumerate(tqdm(zip(todo, results), total=len(todo),
-                                                        desc=desc, unit="tune", leave=False)):
+            for k, ((ref, _, _), res) in enumerate(track(zip(todo, results), len(todo), desc, "tune")):
                 self.data[self._key(ref, expand)] = res
                 self.dirty = True
                 if (k + 1) % _SAVE_EVERY == 0:

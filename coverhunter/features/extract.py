@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from coverhunter.progress import bar as progress_bar
 
 from coverhunter.features.audio import AudioDecodeError, audio_duration, load_audio
 from coverhunter.features.cqt import CQTFrontEnd, batches_by_duration, extract_cqt
@@ -101,7 +101,7 @@ def extract_catalogue(recording_ids: Sequence[str], audio_files: Sequence[str | 
     front = CQTFrontEnd(p)
     budget = int(p.batch_seconds * p.sample_rate)
     failures: list[str] = []
-    bar = tqdm(total=len(todo), unit="rec", desc="extract", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(len(todo), "extract", "rec", progress)
     # decode lazily, one budget-sized batch at a time (bounded memory)
     for group in batches_by_duration([_samples_hint(a, p.sample_rate) for _, a, _ in todo], budget):
         audios, ok = [], []

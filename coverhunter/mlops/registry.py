@@ -10,7 +10,7 @@ The registered model (default name ``coverhunter``) carries two aliases:
 The champion's value compared against is, in order of preference:
 
 1. a :class:`ChampionMeasurement`: the caller scored the champion's checkpoint on the
-   *same, current* test sets as the new model (``stages.evaluate.challenge`` does, for
+   *same, current* test sets as the new model (``coverhunter.pipeline.evaluate.challenge`` does, for
    ``dvc repro`` and for the retraining flow), so a grown or changed test set never
    compares a fresh number with a stale one;
 2. otherwise the ``<metric_name>`` tag stored on the champion when it was registered.

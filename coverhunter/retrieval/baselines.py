@@ -1,7 +1,7 @@
 """Training-free baselines, computed from the stored log-CQT features (no model, no training).
 
-They are reference rows beside the trained models in ``stages.evaluate`` and
-``stages.score``: a trained model that does not beat them has learned little. Both turn a
+They are reference rows beside the trained models in the ``evaluate`` stage and
+``coverhunter score``: a trained model that does not beat them has learned little. Both turn a
 recording into vectors that ``coverhunter.retrieval.evaluation.score_set`` compares like chunk
 embeddings (cosine distance, the smallest over vector pairs):
 

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from coverhunter.progress import bar as progress_bar
 
 from coverhunter.features.chunking import chunk_features
 from coverhunter.training.data import pad_batch
@@ -20,8 +20,7 @@ def embed_chunks(model: CoverHunterNet, chunks: Sequence[np.ndarray], batch_chun
     model.eval().to(device)
     out = np.empty((len(chunks), model.bottleneck.out_features), dtype=np.float32)
     order = np.argsort([-len(c) for c in chunks], kind="stable")  # similar lengths together
-    with tqdm(total=len(chunks), unit="chunk", desc="embed", disable=not progress,
-              dynamic_ncols=True) as bar:
+    with progress_bar(len(chunks), "embed", "chunk", progress) as bar:
         for lo in range(0, len(order), batch_chunks):
             idx = order[lo: lo + batch_chunks]
             x, lengths = pad_batch([chunks[i] for i in idx])      # (b, T, bins), (b,)

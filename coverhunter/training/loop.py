@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from coverhunter.progress import bar as progress_bar
 
 from coverhunter.training.batches import BatchMaker, BatchStream
 from coverhunter.training.losses import CoverHunterLoss
@@ -100,8 +100,7 @@ def train(model: CoverHunterNet, loss_fn: CoverHunterLoss, dataset, sampler: PKS
             "rng": _rng_state(), "step": step, "history": history,
             "config": model.config})
 
-    bar = tqdm(total=p.max_steps, initial=step, unit="step", desc="train",
-               disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(p.max_steps, "train", "step", progress, initial=step)
     # wall time across resumed segments: the last checkpointed step's elapsed_s plus this segment's
     elapsed0, t0 = (history[-1].get("elapsed_s", 0.0) if history else 0.0), time.perf_counter()
     try:

@@ -1,4 +1,5 @@
-"""Paths and parameter loading shared by the stage entry points."""
+"""Where the pipeline's steps read and write, relative to the project folder (DVC runs
+every stage there), and the small helpers they share."""
 from __future__ import annotations
 
 import hashlib

@@ -1,0 +1,4 @@
+"""``python -m coverhunter`` is the ``coverhunter`` command."""
+from coverhunter.cli import main
+
+main()

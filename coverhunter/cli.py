@@ -1,0 +1,168 @@
+"""The coverhunter command: every pipeline step, scoring, pretraining, the ablation and
+scheduled retraining, from any folder (--repo names the project folder, --params its
+params file).
+
+dvc repro runs the same steps through `python -m stages.NAME`, which calls main() with
+the stage's name."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+log = logging.getLogger("coverhunter")
+
+
+def _show(result) -> None:
+    print(json.dumps(result, indent=1, default=str) if isinstance(result, dict) else result)
+
+
+def _demo(a):
+    from coverhunter.pipeline.demo import run
+    _show(run(a.params))
+
+
+def _validate(a):
+    from coverhunter.pipeline.validate import run
+    _show(run(a.params, progress=a.progress))
+
+
+def _extract(a):
+    from coverhunter.pipeline.extract import run
+    _show(run(a.params, progress=a.progress))
+
+
+def _train(a):
+    from coverhunter.pipeline.train import run
+    _show(run(a.params, a.model, progress=a.progress))
+
+
+def _align(a):
+    from coverhunter.pipeline.align import run
+    _show(run(a.params, progress=a.progress))
+
+
+def _evaluate(a):
+    from coverhunter.pipeline.evaluate import run
+    from coverhunter.reporting.tables import metrics_table
+    out = run(a.params, promote=not a.no_promote)
+    _show(metrics_table(out["metrics"]))
+    _show(out.get("registered"))
+
+
+def _report(a):
+    from coverhunter.pipeline.report import summary
+    _show(summary())
+
+
+def _score(a):
+    from coverhunter.pipeline.score import run
+    from coverhunter.reporting.tables import metrics_table
+    out = a.out or Path("reports", "score")
+    _show(metrics_table(run(a.manifest, a.model, out, a.params, progress=a.progress)))
+
+
+def _pretrain(a):
+    from coverhunter.pipeline.pretrain import export, setup
+    _show(setup(a.params) if a.step == "setup" else export(a.params, score_demo=not a.no_demo)["metrics"])
+
+
+def _ablation(a):
+    from coverhunter.mlops.ablation import main as ablation
+    ablation([a.action, *(["--rows", a.rows] if a.rows else []), *sum((["-S", s] for s in a.S), [])])
+
+
+def _flow(module: str):
+    """Prefect flows live in the project's ``flows/`` folder: run one there, in this interpreter."""
+    def go(a):
+        if not Path("flows", f"{module}.py").is_file():
+            sys.exit(f"{Path.cwd()} has no flows/{module}.py: pass --repo with the project folder")
+        sys.exit(subprocess.call([sys.executable, "-m", f"flows.{module}", "--params", str(a.params),
+                                  *a.flow_args]))
+    return go
+
+
+def _globals(ap: argparse.ArgumentParser, default=argparse.SUPPRESS) -> None:
+    """Options every command takes, before or after its name."""
+    ap.add_argument("--repo", type=Path, default=default if default is argparse.SUPPRESS else Path.cwd(),
+                    help="the project folder (params.yaml, dvc.yaml, artifacts/); default: here")
+    ap.add_argument("--params", type=Path, default=default if default is argparse.SUPPRESS else Path("params.yaml"),
+                    help="params file, relative to --repo unless absolute (default: params.yaml)")
+    ap.add_argument("-v", "--verbose", action="store_true", default=default if default is argparse.SUPPRESS else False,
+                    help="debug log lines")
+    ap.add_argument("-q", "--quiet", action="store_true", default=default if default is argparse.SUPPRESS else False,
+                    help="warnings only")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="coverhunter", description=__doc__.split("\n\n")[0])
+    _globals(ap, default=None)
+    common = argparse.ArgumentParser(add_help=False)
+    _globals(common)
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, fn, help, **kw):
+        p = sub.add_parser(name, help=help, description=help, parents=[common], **kw)
+        p.set_defaults(fn=fn)
+        return p
+
+    add("demo", _demo, "build the embedded demo catalogue (data/demo: manifest and audio)")
+    add("validate", _validate, "check the manifest and its audio (Great Expectations); stop on bad rows")
+    add("extract", _extract, "log-CQT features of every validated recording (incremental)")
+    add("train", _train, "train the coarse or the fine model [II-D]").add_argument(
+        "model", nargs="?", default="coarse", choices=["coarse", "fine"])
+    add("align", _align, "align the training versions' chunks with the coarse model [II-D]")
+    add("evaluate", _evaluate, "score every model on the test sets; register the final one").add_argument(
+        "--no-promote", action="store_true", help="register, but leave the champion alias alone")
+    add("report", _report, "print the metrics table and how to open MLflow")
+    s = add("score", _score, "score a trained or registered model on any manifest")
+    s.add_argument("--manifest", required=True, help="CSV: recording_id, work_id, audio_path, split")
+    s.add_argument("--model", default="champion",
+                   help="'champion' (default), a models:/ URI, or a checkpoint path")
+    s.add_argument("--out", type=Path, help="folder for metrics and reports (default: <repo>/reports/score)")
+    s = add("pretrain", _pretrain, "set up the large-catalogue workspace, or export its model")
+    s.add_argument("step", choices=["setup", "export"])
+    s.add_argument("--no-demo", action="store_true", help="export: do not score the demo sets")
+    s = add("ablation", _ablation, "Table II: one DVC experiment per row, then the table")
+    s.add_argument("action", choices=["run", "report"])
+    s.add_argument("--rows", default="", help="comma-separated row names (default: all)")
+    s.add_argument("-S", action="append", default=[], help="an extra override for every row")
+    for name, help in (("retrain", "retrain when the catalogue or params changed (Prefect flow); "
+                        "--serve or --deploy POOL for the schedule"),
+                       ("pipeline", "every stage as one Prefect flow run")):
+        p = add(name, _flow(name), help)
+        p.add_argument("flow_args", nargs=argparse.REMAINDER, help="passed to the flow")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = parser().parse_args(argv)
+    level = logging.DEBUG if a.verbose else logging.WARNING if a.quiet else logging.INFO
+    # our lines at the chosen level; other libraries' only when they warn
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%Y-%m-%d %H:%M:%S")
+    log.setLevel(level)
+    a.params = a.params if a.params.is_absolute() else (a.repo / a.params).resolve()
+    a.progress = True      # a bar on a terminal, log lines otherwise (coverhunter.progress)
+    for name in ("manifest", "out", "model"):   # paths the user typed are relative to here
+        value = getattr(a, name, None)
+        if value and Path(value).exists():
+            setattr(a, name, str(Path(value).resolve()))
+        elif name == "out" and value:
+            setattr(a, name, Path(value).resolve())
+    if not a.repo.is_dir():
+        sys.exit(f"coverhunter: --repo {a.repo} is not a folder")
+    os.chdir(a.repo)
+    try:
+        a.fn(a)
+    except (ValueError, FileNotFoundError) as err:   # bad params, data or paths: the message says it all
+        log.debug("traceback", exc_info=True)
+        sys.exit(f"coverhunter {a.command}: {err}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""DVC stage `evaluate` [II-D inference, III-A]: every test set (and val), leave-one-out,
+45 s non-overlapping chunks, closest-chunk-pair distance; mAP, MR1, HR1, P10.
+
+Scores the coarse and the fine model side by side (only the coarse one when
+`fine.enabled` is false) and, as references, an untrained network of the same
+shape, the training-free baselines of `coverhunter.retrieval.baselines` (rows `baseline_2dftm`,
+`baseline_chroma`, and `*_tuned` for each further profile of `baselines:`) and, with
+`train.init: pretrained`, the shipped checkpoint as it is (row `pretrained`). Besides val and the test sets, every row is also scored on
+`train_works`: a fixed sample of `evaluate.train_works` training works (drawn with
+`train.seed`, all their versions), so over- and under-fitting show. Writes
+`reports/metrics.json` ({model: {set: metrics}}), `reports/plots/metrics.png` and
+`reports/plots/embeddings.png` (t-SNE of the main test set per trained model, Fig. 3),
+logs them and the final model (fine, or coarse without coarse-to-fine) to MLflow. Only
+the final model is ever registered or compared with the champion; the reference rows
+never are.
+
+Then, unless `run(promote=False)`, the champion/challenger step (`challenge`): the
+registry's current champion is downloaded and scored on the *same, current* sets with the
+same functions, the final model is registered as `coverhunter`, and the alias `champion`
+moves to it only if its `data.main_test_set` mAP is higher than the champion's by at least
+`flow.promotion_margin` (`coverhunter.mlops.registry`, which tags both versions with both metric
+sets and the reason). The retraining flow (`flows/retrain.py`) runs this stage with
+`promote=False` and calls `challenge` as its own task, so a retried evaluation never
+registers twice and there is one promotion rule.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from coverhunter.mlops import registry
+
+from coverhunter.mlops import tracking
+from coverhunter.retrieval.baselines import score_baselines
+from coverhunter.retrieval.embedding_map import recording_vectors, tsne_map
+from coverhunter.retrieval.evaluation import EvalSet, embed_set, score_set, sets_from_manifest
+from coverhunter.model import CoverHunterNet
+from coverhunter.params import Params
+from coverhunter.reporting.plots import plot_embedding_maps, plot_metrics
+from coverhunter.mlops.pretrain import pretrained_checkpoint
+from coverhunter.reporting.tables import flatten_metrics, metrics_table
+from coverhunter.mlops.registry import ChampionMeasurement, PromotionDecision, decision_markdown
+from coverhunter.model.checkpoint import load_model, resolve_device
+from coverhunter.training.loop import seed_everything
+
+from coverhunter.pipeline.layout import FEATURES, MODELS, PARAMS, PLOTS, REPORTS, load, validated_manifest, write_json
+
+SECTIONS = ("features", "model", "evaluate", "baselines", "data")
+METRICS_JSON = REPORTS / "metrics.json"
+TRAIN_WORKS = "train_works"     # the set name of the sampled training works
+
+
+def untrained(p: Params) -> CoverHunterNet:
+    seed_everything(p.train.seed)
+    return CoverHunterNet(p.features.n_bins, p.model, n_classes=0).eval()
+
+
+def trained_models(p: Params) -> tuple[str, ...]:
+    """The models this pipeline trained, the registered one last: the fine model when
+    coarse-to-fine is on [II-D inference uses the fine model], else the coarse one."""
+    return ("coarse", "fine") if p.fine.enabled else ("coarse",)
+
+
+def train_works_rows(df: pd.DataFrame, p: Params) -> pd.DataFrame:
+    """The manifest rows of ``evaluate.train_works`` training works (every version), drawn
+    without replacement with ``train.seed`` from the sorted work ids (all of them when
+    there are fewer), with ``split`` set to ``train_works``. Empty when the key is 0."""
+    train = df[df["split"] == p.data.train_split]
+    works = sorted(train["work_id"].unique(), key=str)
+    n = min(p.evaluate.train_works, len(works))
+    picked = [works[i] for i in np.random.default_rng(p.train.seed).choice(len(works), n, replace=False)]
+    return train[train["work_id"].isin(picked)].assign(split=TRAIN_WORKS)
+
+
+def current_sets(p: Params) -> list[EvalSet]:
+    """The validation and test sets of the validated manifest, with their features, then
+    the ``train_works`` sample of training works (when ``evaluate.train_works`` > 0); the
+    main test set must be among them."""
+    if TRAIN_WORKS in p.data.splits:
+        raise ValueError(f"the split name '{TRAIN_WORKS}' is reserved for evaluate.train_works; "
+                         "rename that split in data:")
+    df = validated_manifest()
+    sets = sets_from_manifest(df, [p.data.val_split, *p.data.test_sets], FEATURES)
+    if not any(s.name == p.data.main_test_set for s in sets):
+        raise ValueError(f"data.main_test_set '{p.data.main_test_set}' has no recordings in the "
+                         f"manifest (sets found: {[s.name for s in sets]}); fix params.yaml")
+    sample = train_works_rows(df, p)
+    if len(sample):
+        sets += sets_from_manifest(sample, [TRAIN_WORKS], FEATURES)
+    return sets
+
+
+def score_model(net: CoverHunterNet, sets: Sequence[EvalSet], p: Params,
+                device: str) -> tuple[dict, dict]:
+    """``({set: metrics}, {set: chunk embeddings})`` of one model on every set."""
+    chunks = {s.name: embed_set(net, s, p.evaluate, p.features.frame_rate, device) for s in sets}
+    return {s.name: score_set(s, chunks[s.name]) for s in sets}, chunks
+
+
+def run(params_path: str | Path = PARAMS, promote: bool = True) -> dict:
+    """Score, plot and log; with ``promote`` also register the final model (``challenge``)
+    and close the pipeline's MLflow parent run. Returns ``metrics`` ({model: {set: ...}}),
+    ``model`` (the final model's name), ``model_uri`` (its logged MLflow model) and, with
+    ``promote``, ``registered`` (the decision as a dict)."""
+    p, raw = load(params_path)
+    models = trained_models(p)
+    sets = current_sets(p)
+    device = resolve_device(p.train.device)
+    candidates = {"untrained": untrained(p)}
+    if p.train.init == "pretrained":       # the shipped checkpoint as it is, before the demo's training
+        candidates["pretrained"] = load_model(pretrained_checkpoint(p.train.pretrained))
+    candidates |= {m: load_model(MODELS / m / "model.pt") for m in models}
+    main = next(s for s in sets if s.name == p.data.main_test_set)
+    scored, maps = {}, {}
+    for name, net in candidates.items():
+        scored[name], chunks = score_model(net, sets, p, device)
+        if name in models:                              # Fig. 3: the trained models' maps
+            maps[name] = tsne_map(recording_vectors(chunks[main.name]),
+                                  p.evaluate.tsne_perplexity, p.train.seed)
+    # rows: the references (untrained, training-free baselines), then the trained models
+    metrics = ({"untrained": scored["untrained"]}
+               | score_baselines(sets, p.baselines, p.features.bins_per_octave)
+               | {m: scored[m] for m in candidates if m != "untrained"})
+    write_json(METRICS_JSON, metrics)
+    PLOTS.mkdir(parents=True, exist_ok=True)
+    png = plot_metrics(metrics, PLOTS / "metrics.png")
+    pngs = [png, plot_embedding_maps(maps, main.work_ids, PLOTS / "embeddings.png",
+                                     f"t-SNE of the {main.name} set, one point per recording, "
+                                     "coloured by work")]
+
+    final = models[-1]
+    tracking.configure(Path.cwd())
+    key = tracking.pipeline_key(raw)
+    with tracking.stage_run("evaluate", key, {s: raw[s] for s in SECTIONS},
+                            tags={"registered_model": final}):
+        mlflow.log_metrics(flatten_metrics(metrics))
+        mlflow.log_artifact(str(METRICS_JSON))
+        for figure in pngs:
+            mlflow.log_artifact(str(figure))
+        uri = registry.log_model(MODELS / final / "model.pt", p.features.n_bins, p.model.embedding_dim)
+    out = {"metrics": metrics, "model": final, "model_uri": uri}
+    if promote:
+        out["registered"] = dataclasses.asdict(challenge(params_path, uri, metrics[final], sets=sets))
+        tracking.end_parent_run(key)   # evaluate is the last stage of a pipeline run
+    return out
+
+
+def measure_champion(p: Params, sets: Sequence[EvalSet], device: str,
+                     name: str = registry.DEFAULT_NAME) -> ChampionMeasurement | None:
+    """The registry's champion scored on ``sets`` (None when there is no champion). A
+    champion that cannot be downloaded or scored (e.g. a checkpoint for other CQT
+    settings) is returned with ``value=None`` and the error: it is then kept."""
+    version = registry.champion_version(name)
+    if version is None:
+        return None
+    try:
+        with tempfile.TemporaryDirectory(prefix="coverhunter-champion-") as tmp:
+            net = load_model(registry.download_checkpoint(f"models:/{name}/{version}", tmp))
+        metrics, _ = score_model(net, sets, p, device)
+    except Exception as err:   # noqa: BLE001  (recorded as the reason the champion is kept)
+        return ChampionMeasurement(version, None, None, f"{type(err).__name__}: {err}")
+    return ChampionMeasurement(version, float(metrics[p.data.main_test_set]["mAP"]), metrics)
+
+
+def challenge(params_path: str | Path, model_uri: str, metrics: dict,
+              sets: Sequence[EvalSet] | None = None) -> PromotionDecision:
+    """Champion/challenger: measure the current champion on the current sets (``sets``, or
+    those of the validated manifest), register ``model_uri`` (whose metrics on the same
+    sets are ``metrics``, {set: {metric: value}}) and apply the promotion rule with
+    ``flow.promotion_margin``. Logged as the MLflow child run ``promote`` (the champion's
+    metrics as ``champion.<set>.<metric>``, the decision as tags and ``decision.md``)."""
+    p, raw = load(params_path)
+    margin = p.flow.promotion_margin
+    tracking.configure(Path.cwd())
+    sets = list(sets) if sets is not None else current_sets(p)
+    key = tracking.pipeline_key(raw)
+    used = {"data": raw["data"], "flow": {"promotion_margin": margin}}
+    with tracking.stage_run("promote", key, used, tags={"model_uri": model_uri}):
+        champion = measure_champion(p, sets, resolve_device(p.train.device))
+        if champion is not None and champion.metrics:
+            mlflow.log_metrics(flatten_metrics({"champion": champion.metrics}))
+        decision = registry.register_and_promote(
+            model_uri, f"{p.data.main_test_set}.mAP", metrics[p.data.main_test_set]["mAP"],
+            margin=margin, metrics=metrics, champion=champion)
+        mlflow.set_tags({"decision": decision.alias, "version": decision.version,
+                         "previous_champion": decision.previous_champion_version or "none",
+                         "reason": decision.reason})
+        mlflow.log_text(decision_markdown(decision), "decision.md")
+    return decision

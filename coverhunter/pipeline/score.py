@@ -1,0 +1,85 @@
+"""Score a trained or registered model on any manifest, without retraining.
+
+    coverhunter score --manifest other/manifest.csv [--model champion | PATH | models:/...]
+
+The manifest is validated with the same suite as the pipeline's (bad rows are named and
+stop the run). Features are extracted into a cache shared by scoring runs. Every split
+other than `data.train_split` is scored as a test set, leave-one-out, with the pipeline's
+inference settings, beside the training-free reference rows of `coverhunter.retrieval.baselines`
+(`baseline_2dftm`, `baseline_chroma`, computed from the same features). Writes
+`<out>/metrics.json`, `<out>/validation.{json,md}` and a plot, and logs them to MLflow as a
+`score` run.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import mlflow
+
+from coverhunter.mlops import registry
+
+from coverhunter.mlops import tracking
+from coverhunter.retrieval.baselines import score_baselines
+from coverhunter.retrieval.evaluation import evaluate_sets, sets_from_manifest
+from coverhunter.features.extract import extract_catalogue
+from coverhunter.catalogue.manifest import read_manifest
+from coverhunter.reporting.plots import plot_metrics
+from coverhunter.reporting.tables import flatten_metrics, metrics_table
+from coverhunter.model.checkpoint import load_model, resolve_device
+from coverhunter.catalogue.validation import raise_for_failures, validate_manifest
+
+from coverhunter.pipeline.layout import ARTIFACTS, PARAMS, REPORTS, fingerprint, load, write_json
+
+SCORE_FEATURES = ARTIFACTS / "score_features"
+
+
+def resolve_model(model: str, workdir: Path):
+    """A checkpoint path, ``champion`` (the registry's champion) or any ``models:/`` URI."""
+    if Path(model).is_file():
+        return load_model(model)
+    uri = f"models:/{registry.DEFAULT_NAME}@champion" if model == "champion" else model
+    if not uri.startswith("models:/"):
+        raise FileNotFoundError(f"--model {model}: not a file, 'champion' or a models:/ URI")
+    return load_model(registry.download_checkpoint(uri, workdir))
+
+
+def row_name(model: str) -> str:
+    """The metrics row of ``--model``: ``champion``; a checkpoint ``.../NAME/model.pt`` is
+    ``NAME`` (any other file its stem); a ``models:/`` URI with ``/`` and ``:`` as ``-``
+    (MLflow metric names may not contain a path)."""
+    path = Path(model)
+    if model != "champion" and path.is_file():
+        return path.parent.name if path.name == "model.pt" and path.parent.name else path.stem
+    return model.replace("models:/", "").replace("/", "-").replace(":", "-").replace("@", "-")
+
+
+def run(manifest: str | Path, model: str = "champion", out: str | Path = REPORTS / "score",
+        params_path: str | Path = PARAMS, progress: bool = True) -> dict:
+    p, raw = load(params_path)
+    out = Path(out)
+    splits = sorted(set(read_manifest(manifest)["split"].dropna()) - {p.data.train_split})
+    result = validate_manifest(manifest, [p.data.train_split, *splits], p.data.train_split, splits,
+                               min_duration_s=p.evaluate.min_duration_s, report_dir=out,
+                               progress=progress)
+    raise_for_failures(result)
+    df = result.manifest
+    device = resolve_device(p.train.device)
+    extract_catalogue(df["recording_id"].tolist(), df["audio_file"].tolist(), SCORE_FEATURES,
+                      p.features, device, progress)
+    tracking.configure(Path.cwd())
+    with tempfile.TemporaryDirectory() as tmp:
+        net = resolve_model(model, Path(tmp))
+    sets = sets_from_manifest(df, splits, SCORE_FEATURES)
+    metrics = {row_name(model): evaluate_sets(net, sets, p.evaluate, p.features.frame_rate, device)}
+    metrics |= score_baselines(sets, p.baselines, p.features.bins_per_octave)
+    write_json(out / "metrics.json", metrics)
+    png = plot_metrics(metrics, out / "metrics.png")
+    key = f"score-{fingerprint(str(Path(manifest).resolve()), model)}"
+    with tracking.stage_run("score", key, {s: raw[s] for s in ("features", "evaluate", "baselines")},
+                            tags={"manifest": str(Path(manifest).resolve()), "model": model}):
+        mlflow.log_metrics(flatten_metrics(metrics))
+        for f in (out / "metrics.json", png, result.report_md):
+            mlflow.log_artifact(str(f))
+    tracking.end_parent_run(key)
+    return metrics
