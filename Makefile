@@ -34,6 +34,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 test: install
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 demo: install

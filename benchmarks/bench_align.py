@@ -18,7 +18,6 @@ import time
 
 import numpy as np
 import torch
-
 from common import ROOT, best_of, peak_rss_mib, table
 
 from coverhunter.align.alignment import align_work, embed_grid_chunks, grid_starts  # noqa: E402

@@ -18,14 +18,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-
 from common import ROOT, best_of, table
 
-from coverhunter.training.augment_audio import AudioAugment, NoiseSource, change_speed  # noqa: E402
-from coverhunter.features.effects import gain_db, mix_at_snr  # noqa: E402
-from coverhunter.features.cqt import CQTFrontEnd, extract_cqt  # noqa: E402
-from coverhunter.params import load_params  # noqa: E402
 from coverhunter.demo.render import load_corpus_score, render_score  # noqa: E402
+from coverhunter.features.cqt import CQTFrontEnd, extract_cqt  # noqa: E402
+from coverhunter.features.effects import gain_db, mix_at_snr  # noqa: E402
+from coverhunter.params import load_params  # noqa: E402
+from coverhunter.training.augment_audio import AudioAugment, NoiseSource, change_speed  # noqa: E402
 
 CLIPS_S = (15.0, 45.0)
 BATCH = 32

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import argparse
 
+import librosa  # noqa: E402
 import numpy as np
 import torch
-
 from common import ROOT, best_of, table
 
-import librosa  # noqa: E402
-
+from coverhunter.demo.render import load_corpus_score, render_score  # noqa: E402
 from coverhunter.features.cqt import CQTFrontEnd, extract_cqt  # noqa: E402
 from coverhunter.params import load_params  # noqa: E402
-from coverhunter.demo.render import load_corpus_score, render_score  # noqa: E402
 
 
 def main() -> None:

@@ -19,12 +19,11 @@ import sys
 import time
 
 import torch
-
 from common import ROOT, peak_rss_mib, table
 
-from coverhunter.training.losses import CoverHunterLoss  # noqa: E402
 from coverhunter.model import CoverHunterNet  # noqa: E402
 from coverhunter.params import load_params  # noqa: E402
+from coverhunter.training.losses import CoverHunterLoss  # noqa: E402
 
 # (label, overrides of params.yaml's model section)
 CONFIGS = [

@@ -29,18 +29,18 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from coverhunter.features.extract import load_features, read_index  # noqa: E402
+from coverhunter.mlops.pretrain import apply_overrides, pretrained_checkpoint  # noqa: E402
+from coverhunter.model import CoverHunterNet  # noqa: E402
+from coverhunter.model.checkpoint import start_from  # noqa: E402
+from coverhunter.params import from_dict  # noqa: E402
+from coverhunter.retrieval.evaluation import EvalSet, embed_set, score_set, sets_from_manifest  # noqa: E402
 from coverhunter.training.augment import FeatureAugment  # noqa: E402
 from coverhunter.training.batches import BatchMaker  # noqa: E402
 from coverhunter.training.data import ChunkDataset  # noqa: E402
-from coverhunter.retrieval.evaluation import EvalSet, embed_set, score_set, sets_from_manifest  # noqa: E402
-from coverhunter.features.extract import load_features, read_index  # noqa: E402
-from coverhunter.training.losses import CoverHunterLoss  # noqa: E402
-from coverhunter.model import CoverHunterNet  # noqa: E402
-from coverhunter.params import from_dict  # noqa: E402
-from coverhunter.mlops.pretrain import apply_overrides, pretrained_checkpoint  # noqa: E402
-from coverhunter.training.sampler import PKSampler  # noqa: E402
-from coverhunter.model.checkpoint import start_from  # noqa: E402
 from coverhunter.training.loop import seed_everything, train  # noqa: E402
+from coverhunter.training.losses import CoverHunterLoss  # noqa: E402
+from coverhunter.training.sampler import PKSampler  # noqa: E402
 
 FEATURES = ROOT / "artifacts" / "features"     # of --workspace (default: the checkout)
 MANIFEST = ROOT / "artifacts" / "validated" / "manifest.parquet"
@@ -146,7 +146,7 @@ def main() -> None:
     done = pd.read_csv(out) if out.exists() else pd.DataFrame(columns=["row", "seed", "steps"])
     df = pd.read_parquet(MANIFEST)
     sets = eval_sets(from_dict(raw), df, 0)
-    untrained_done = ((done["row"] == "untrained")).any()
+    untrained_done = (done["row"] == "untrained").any()
     if not untrained_done:
         p = from_dict(raw)
         seed_everything(raw["train"]["seed"])

@@ -26,16 +26,15 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 import torch
-
 from common import ROOT, table
 
+from coverhunter.demo.render import load_corpus_score, render_score  # noqa: E402
 from coverhunter.features.cqt import CQTFrontEnd, extract_cqt  # noqa: E402
-from coverhunter.training.losses import CoverHunterLoss  # noqa: E402
 from coverhunter.model import CoverHunterNet  # noqa: E402
 from coverhunter.params import load_params  # noqa: E402
-from coverhunter.demo.render import load_corpus_score, render_score  # noqa: E402
-from coverhunter.training.loop import seed_everything, train  # noqa: E402
 from coverhunter.pipeline.train import _coarse_data, batch_maker  # noqa: E402
+from coverhunter.training.loop import seed_everything, train  # noqa: E402
+from coverhunter.training.losses import CoverHunterLoss  # noqa: E402
 
 TUNES = ["ryansMammoth/GreenSleevesJig", "ryansMammoth/AcaciaReel",
          "ryansMammoth/AdmiralsHornpipe", "ryansMammoth/AlhambraReel"]

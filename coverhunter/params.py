@@ -337,7 +337,7 @@ def profiles(cls: type[T], raw: dict[str, Any], name: str) -> dict[str, T]:
 
 def from_dict(raw: dict[str, Any]) -> Params:
     """Parse and check the whole parameter tree; every section is required."""
-    from coverhunter.demo.params import demo_params   # the demo's own checks (light import)
+    from coverhunter.demo.params import demo_params  # the demo's own checks (light import)
 
     classes = {"features": FeatureParams, "model": ModelParams, "loss": LossParams,
                "train": TrainParams, "evaluate": EvalParams, "align": AlignParams,

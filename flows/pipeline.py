@@ -27,9 +27,9 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from coverhunter.reporting.tables import metrics_table
 from coverhunter.mlops import tracking
 from coverhunter.pipeline.layout import PARAMS, load
+from coverhunter.reporting.tables import metrics_table
 
 STAGE_ORDER = ("demo", "validate", "extract", "train_coarse", "align", "train_fine", "evaluate")
 NOT_RETRIED = (ValueError,)   # bad params or data (a ManifestError is one): fails at once

@@ -66,14 +66,12 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.runtime import flow_run
 from prefect.schedules import Cron
 
-from coverhunter.mlops import registry
-
-from coverhunter.mlops import tracking
 from coverhunter.catalogue.manifest import ManifestError, read_manifest
+from coverhunter.mlops import registry, tracking
 from coverhunter.params import FlowParams
-from flows.pipeline import STAGE_ORDER, StageFailed, mlflow_run_tree, run_stage
 from coverhunter.pipeline import evaluate
 from coverhunter.pipeline.layout import PARAMS, load
+from flows.pipeline import STAGE_ORDER, StageFailed, mlflow_run_tree, run_stage
 
 RETRAIN_STAGES = tuple(s for s in STAGE_ORDER if s != "demo")
 DVC_YAML = "dvc.yaml"
@@ -129,7 +127,7 @@ def repo_lock(path: Path, wait_s: float = 0.0) -> Iterator[None]:
                                    "exiting without touching anything") from None
                 time.sleep(min(LOCK_POLL_S, left))
         info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "since": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "flow_run": str(flow_run.get_id() or "none")}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
@@ -360,7 +358,7 @@ def _retrain_locked(params_file: Path, cfg: FlowParams) -> dict:
     evaluated, decision = _run_pipeline(params_file, cfg, plan)
     write_state(Path(cfg.state_file), {
         "version": STATE_VERSION, "inputs": inputs, "flow_run": str(flow_run.get_id() or "none"),
-        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "registered_version": decision.version, "decision": decision.alias})
     report = _report(decision, plan, changes)
     artifact_id = create_markdown_artifact(report, key=ARTIFACT_KEY,

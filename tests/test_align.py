@@ -7,8 +7,16 @@ import pytest
 import torch
 
 from coverhunter.align import alignment as align
-from coverhunter.align.alignment import (ALIGNMENT_COLUMNS, SUMMARY_COLUMNS, align_catalogue, align_pairs,
-                               align_work, embed_grid_chunks, grid_starts, mode_offsets)
+from coverhunter.align.alignment import (
+    ALIGNMENT_COLUMNS,
+    SUMMARY_COLUMNS,
+    align_catalogue,
+    align_pairs,
+    align_work,
+    embed_grid_chunks,
+    grid_starts,
+    mode_offsets,
+)
 from coverhunter.features.chunking import chunk_starts, seconds_to_frames
 from coverhunter.model import CoverHunterNet
 

@@ -6,9 +6,18 @@ import pandas as pd
 import pytest
 
 from coverhunter.align.alignment import align_work
-from coverhunter.align.truth import (PAIR_TRUTH_COLUMNS, arrangement, best_offset,
-                                     diagonal_counts, gap_matrix, judge, manifest_timelines,
-                                     timeline, truly_aligned, truth_matrix)
+from coverhunter.align.truth import (
+    PAIR_TRUTH_COLUMNS,
+    arrangement,
+    best_offset,
+    diagonal_counts,
+    gap_matrix,
+    judge,
+    manifest_timelines,
+    timeline,
+    truly_aligned,
+    truth_matrix,
+)
 
 HOP = 7.5
 LONG = np.array([0.0, 50.0, 100.0, 150.0, 200.0])   # one 200 s pass: no repeat in 2 minutes

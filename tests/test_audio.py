@@ -1,10 +1,9 @@
 import numpy as np
 import pytest
 import soundfile as sf
+from synth import tone
 
 from coverhunter.features.audio import AudioDecodeError, audio_duration, load_audio
-
-from synth import tone
 
 
 def dominant_frequency(x: np.ndarray, sample_rate: int) -> float:

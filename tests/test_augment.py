@@ -9,8 +9,7 @@ import soundfile as sf
 import torch
 
 from coverhunter.features.audio import AudioDecodeError
-from coverhunter.training.augment import (FeatureAugment, apply_masks, draw_masks, random_pitch_roll,
-                                 roll_pitch)
+from coverhunter.training.augment import FeatureAugment, apply_masks, draw_masks, random_pitch_roll, roll_pitch
 from coverhunter.training.augment_audio import AudioAugment, NoiseSource, change_speed
 
 SR = 16_000

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from coverhunter.params import BaselineParams, EvalParams
 from coverhunter.retrieval import baselines as B
 from coverhunter.retrieval.evaluation import EvalSet
 from coverhunter.retrieval.metrics import track_distances
-from coverhunter.params import BaselineParams, EvalParams
 
 FLOOR = -80.0
 HARMONICS = ((0, 0.0), (12, -6.0), (19, -10.0), (24, -14.0), (28, -18.0))  # (bins above f0, dB)

@@ -8,16 +8,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from synth import tone
 
 from coverhunter.features.audio import load_segment
+from coverhunter.features.cqt import CQTFrontEnd, extract_cqt
 from coverhunter.training.augment import FeatureAugment
 from coverhunter.training.augment_audio import AudioAugment
 from coverhunter.training.batches import AudioChunks, BatchMaker, BatchStream, OtherWorkAudio
 from coverhunter.training.data import ChunkDataset, ChunkLocation
-from coverhunter.features.cqt import CQTFrontEnd, extract_cqt
 from coverhunter.training.sampler import PKSampler
-
-from synth import tone
 
 SR = 16_000
 A4, E5 = 440.0, 659.255           # 12 semitones apart would be an octave; these are 7 apart
@@ -170,6 +169,7 @@ def test_stage_batch_maker_wires_every_trick(params, tmp_path):
     """stages.train.batch_maker from params: audio steps on every chunk with noise from the
     other work only, then the CQT tricks; tricks off or audio probabilities 0 read no audio."""
     import pandas as pd
+
     from coverhunter.pipeline.train import batch_maker
     files = []
     for i, hz in enumerate((A4, E5)):

@@ -4,9 +4,9 @@ import subprocess
 import sys
 
 import yaml
+from conftest import ROOT
 
 from coverhunter import progress
-from conftest import ROOT
 
 COMMANDS = ("demo", "validate", "extract", "train", "align", "evaluate", "report", "score",
             "pretrain", "ablation", "retrain", "pipeline")

@@ -10,15 +10,26 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import yaml
-
-from coverhunter.features.audio import load_audio
-from coverhunter.demo import (
-    MANIFEST_COLUMNS, NATURAL_VARIANTS, DemoParams, Recipe, Tune, arrange, assemble,
-    build_catalogue, corpus_index, demo_params, load_tune, melody_similarity,
-    normalise_title, render_parts, render_version,
-)
-
 from conftest import ROOT
+
+from coverhunter.demo import (
+    MANIFEST_COLUMNS,
+    NATURAL_VARIANTS,
+    DemoParams,
+    Recipe,
+    Tune,
+    arrange,
+    assemble,
+    build_catalogue,
+    corpus_index,
+    demo_params,
+    load_tune,
+    melody_similarity,
+    normalise_title,
+    render_parts,
+    render_version,
+)
+from coverhunter.features.audio import load_audio
 
 RAW = yaml.safe_load((ROOT / "params.yaml").read_text())
 SR = int(RAW["features"]["sample_rate"])
@@ -259,16 +270,24 @@ def test_natural_variant_settings_exist_in_the_corpus() -> None:
 
 # ----------------------------------------------------------------------------- the band
 
-from coverhunter.features import effects  # noqa: E402
 from coverhunter.demo.accompany import (  # noqa: E402
-    CRASH, KICK, SNARE, Chord, Key, bass_line, diatonic_chords, drum_part, estimate_key,
+    CRASH,
+    KICK,
+    SNARE,
+    Chord,
+    Key,
+    bass_line,
+    diatonic_chords,
+    drum_part,
+    estimate_key,
     harmonise,
 )
+from coverhunter.demo.render import soundfont_path  # noqa: E402
+from coverhunter.demo.runner import Runner  # noqa: E402
 from coverhunter.demo.selection import barred_tunes, select_works  # noqa: E402
 from coverhunter.demo.synth import band_tracks  # noqa: E402
-from coverhunter.demo.runner import Runner  # noqa: E402
 from coverhunter.demo.tune_store import TuneStore  # noqa: E402
-from coverhunter.demo.render import soundfont_path  # noqa: E402
+from coverhunter.features import effects  # noqa: E402
 
 C_MAJOR = {0, 2, 4, 5, 7, 9, 11}
 # 4/4 at 120 qpm: a beat 0.5 s, a bar 2 s. Each bar: (pitch, beats) from the downbeat.

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from coverhunter.retrieval.embedding_map import recording_vectors, tsne_map
 from coverhunter.reporting.plots import plot_embedding_maps
+from coverhunter.retrieval.embedding_map import recording_vectors, tsne_map
 
 
 def test_recording_vector_is_the_unit_mean_of_its_chunks():

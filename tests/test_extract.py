@@ -3,11 +3,10 @@ import os
 import numpy as np
 import pytest
 import soundfile as sf
-
-from coverhunter.features.extract import ExtractionError, extract_catalogue, load_features, read_index
-from coverhunter.features.cqt import CQTFrontEnd, extract_cqt
-
 from synth import tone
+
+from coverhunter.features.cqt import CQTFrontEnd, extract_cqt
+from coverhunter.features.extract import ExtractionError, extract_catalogue, load_features, read_index
 
 
 @pytest.fixture()

@@ -1,11 +1,10 @@
 import librosa
 import numpy as np
 import pytest
-
-from coverhunter.features.cqt import CQTFrontEnd, batches_by_duration, extract_cqt
-from coverhunter.demo.render import load_corpus_score, render_score
-
 from synth import tone
+
+from coverhunter.demo.render import load_corpus_score, render_score
+from coverhunter.features.cqt import CQTFrontEnd, batches_by_duration, extract_cqt
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,13 @@ import math
 import pytest
 import torch
 
-from coverhunter.training.losses import (CenterLoss, CoverHunterLoss, FocalLoss, batch_hard_triplet,
-                                inverse_frequency_alpha)
+from coverhunter.training.losses import (
+    CenterLoss,
+    CoverHunterLoss,
+    FocalLoss,
+    batch_hard_triplet,
+    inverse_frequency_alpha,
+)
 
 
 def test_alpha_is_inverse_class_frequency_with_unit_sample_mean():
@@ -77,6 +82,7 @@ def test_total_is_the_weighted_sum(params):
 def test_focal_alpha_none_weighs_every_class_one(params):
     """loss.focal_alpha: none leaves eq. 1 unweighted; inverse_frequency gives α = N/(C·n_c)."""
     import dataclasses
+
     from coverhunter.training.losses import CoverHunterLoss
     counts = [30, 10]
     plain = CoverHunterLoss(dataclasses.replace(params.loss, focal_alpha="none"), counts, 4)

@@ -1,9 +1,8 @@
 import pytest
 import yaml
+from conftest import ROOT
 
 from coverhunter.params import from_dict, load_params
-
-from conftest import ROOT
 
 
 def test_paper_defaults_are_read(params):

@@ -8,8 +8,8 @@ import pytest
 import torch
 import yaml
 
-from coverhunter.model import CoverHunterNet
 from coverhunter.mlops.pretrain import apply_overrides, model_card, prepare_workspace
+from coverhunter.model import CoverHunterNet
 
 RAW = {"train": {"max_steps": 800, "init": "pretrained", "pretrained": "models/pretrained"},
        "demo": {"size": "full", "large": {"out_dir": "data/demo_large"}},

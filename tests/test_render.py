@@ -85,7 +85,12 @@ def test_corpus_loads_a_folk_tune_and_renders_it() -> None:
 # ----------------------------------------------------------------------------- several tracks
 
 from coverhunter.demo.render import (  # noqa: E402
-    DRUM_CHANNEL, SOUNDFONTS, Track, render_tracks, soundfont_path, track_channels,
+    DRUM_CHANNEL,
+    SOUNDFONTS,
+    Track,
+    render_tracks,
+    soundfont_path,
+    track_channels,
 )
 
 

@@ -5,10 +5,16 @@ import pytest
 import torch
 from torch import nn
 
-from coverhunter.training.losses import CoverHunterLoss
 from coverhunter.model import CoverHunterNet
-from coverhunter.model.resnet_ibn import (Bottleneck, IBNNorm, MaskedBatchNorm2d,
-                                          MaskedInstanceNorm2d, ResNetIBN, frame_mask)
+from coverhunter.model.resnet_ibn import (
+    Bottleneck,
+    IBNNorm,
+    MaskedBatchNorm2d,
+    MaskedInstanceNorm2d,
+    ResNetIBN,
+    frame_mask,
+)
+from coverhunter.training.losses import CoverHunterLoss
 
 # ResNet-IBN-a 50 body (stem + 4 stages, no classifier) at width 64, layers [3, 4, 6, 3],
 # 1 input channel. Convolutions have no bias; every norm (BatchNorm, or IBN's InstanceNorm

@@ -22,9 +22,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import yaml
-from mlflow import MlflowClient
-
 from conftest import ROOT
+from mlflow import MlflowClient
 from test_pipeline import make_copy
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -91,7 +90,7 @@ def no_stage_may_run(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("a stage ran")
     for module in ("validate", "extract", "train", "align", "evaluate"):
-        monkeypatch.setattr(importlib.import_module(f"stages.{module}"), "run", forbidden)
+        monkeypatch.setattr(importlib.import_module(f"coverhunter.pipeline.{module}"), "run", forbidden)
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +103,8 @@ def repo(tmp_path_factory):
     mp.chdir(root)
     for leaked in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "COVERHUNTER_PIPELINE_RUN"):
         mp.delenv(leaked, raising=False)
-    from flows.retrain import retrain
     from coverhunter.pipeline import demo
+    from flows.retrain import retrain
     demo.run(root / "params.yaml")
     first = retrain(str(root / "params.yaml"))
     yield root, first
@@ -246,7 +245,7 @@ def test_failing_training_fails_the_run_and_leaves_the_champion(repo, monkeypatc
     def broken(*args, **kwargs):
         calls.append(args)
         raise RuntimeError("disk on fire")
-    monkeypatch.setattr(stages.train, "run", broken)
+    monkeypatch.setattr(coverhunter.pipeline.train, "run", broken)
     before = (versions(root), champion(root), state_bytes(root))
     state = run_retrain(root, return_state=True)
     assert state.is_failed()
@@ -258,7 +257,7 @@ def test_failing_training_fails_the_run_and_leaves_the_champion(repo, monkeypatc
     def bad_input(*args, **kwargs):    # bad params or data: the same input fails the same way
         calls.append(args)
         raise ValueError("train.lr must be positive")
-    monkeypatch.setattr(stages.train, "run", bad_input)
+    monkeypatch.setattr(coverhunter.pipeline.train, "run", bad_input)
     calls.clear()
     state = run_retrain(root, return_state=True)
     assert "stage 'train_coarse' failed after 1 attempt(s): ValueError" in \
@@ -307,10 +306,10 @@ def test_added_test_recordings_retrain_and_keep_an_equal_champion(repo):
 
 def test_added_training_recordings_promote_over_a_worse_champion(repo, tmp_path):
     """The champion is replaced by a model whose embeddings are all equal (it ranks no
-    recording above another: the lowest mAP there is), carrying a stale high mAP tag. A training recording is added: the model really retrains, is compared with the
+    recording above another: the lowest mAP there is), carrying a stale high mAP tag. A
+    training recording is added: the model really retrains, is compared with the
     champion as measured now, not as tagged, and takes the alias."""
-    from coverhunter.mlops import registry
-    from coverhunter.mlops import tracking
+    from coverhunter.mlops import registry, tracking
     from coverhunter.model.checkpoint import load_checkpoint, save_model
     root, _ = repo
     state = load_checkpoint(root / "artifacts" / "models" / "fine" / "model.pt")

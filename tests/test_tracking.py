@@ -10,9 +10,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from coverhunter.mlops import registry
-
-from coverhunter.mlops import tracking
+from coverhunter.mlops import registry, tracking
 from coverhunter.model import CoverHunterNet
 
 PARAMS = {"train": {"lr": 0.001, "max_steps": 25}, "model": {"d_model": 32, "pooling": "attentive"}}

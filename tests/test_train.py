@@ -6,18 +6,17 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-
-from coverhunter.training.data import ChunkDataset
-from coverhunter.features.cqt import CQTFrontEnd, extract_cqt
-from coverhunter.retrieval.inference import embed_recordings
-from coverhunter.training.losses import CoverHunterLoss
-from coverhunter.retrieval.metrics import retrieval_metrics, track_distances
-from coverhunter.model import CoverHunterNet
-from coverhunter.training.sampler import PKSampler
-from coverhunter.model.checkpoint import load_model
-from coverhunter.training.loop import seed_everything, train
-
 from synth import melody
+
+from coverhunter.features.cqt import CQTFrontEnd, extract_cqt
+from coverhunter.model import CoverHunterNet
+from coverhunter.model.checkpoint import load_model
+from coverhunter.retrieval.inference import embed_recordings
+from coverhunter.retrieval.metrics import retrieval_metrics, track_distances
+from coverhunter.training.data import ChunkDataset
+from coverhunter.training.loop import seed_everything, train
+from coverhunter.training.losses import CoverHunterLoss
+from coverhunter.training.sampler import PKSampler
 
 N_WORKS, N_VERSIONS = 8, 4
 

@@ -16,13 +16,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
-from coverhunter.features.audio import AudioDecodeError, probe_audio
-from coverhunter.catalogue.manifest import ManifestError, read_manifest, recordings_in
-from coverhunter.catalogue.validation import (COMPUTED_COLUMNS, ManifestValidationError, raise_for_failures,
-                                    validate_manifest)
-
 from synth import tone
+
+from coverhunter.catalogue.manifest import ManifestError, read_manifest, recordings_in
+from coverhunter.catalogue.validation import (
+    COMPUTED_COLUMNS,
+    ManifestValidationError,
+    raise_for_failures,
+    validate_manifest,
+)
+from coverhunter.features.audio import AudioDecodeError, probe_audio
 
 RATE = 16000
 SPLITS = ["train", "val", "test", "test_variants"]
@@ -99,8 +102,8 @@ def assert_rejected(result, rows, bad: dict[str, str], check: str):
     for rid, phrase in bad.items():
         line = line_of(rid, rows)
         assert f"line {line}, recording_id {rid!r}: " in message
-        named = [l for l in message.splitlines() if f"recording_id {rid!r}" in l]
-        assert any(phrase in l and "Fix: " in l for l in named), (phrase, named)
+        named = [ln for ln in message.splitlines() if f"recording_id {rid!r}" in ln]
+        assert any(phrase in ln and "Fix: " in ln for ln in named), (phrase, named)
         assert any(f["fix"] for f in failed["failures"] if f["recording_id"] == rid)
     md = result.report_md.read_text()
     assert "**FAIL**" in md and all(f"| {line_of(rid, rows)} | {rid} |" in md for rid in bad)

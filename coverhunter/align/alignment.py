@@ -20,11 +20,11 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 import torch
-from coverhunter.progress import track
 
 from coverhunter.features.chunking import chunk_starts, seconds_to_frames
-from coverhunter.retrieval.inference import embed_chunks
 from coverhunter.model import CoverHunterNet
+from coverhunter.progress import track
+from coverhunter.retrieval.inference import embed_chunks
 
 # similarity-matrix entries computed at once (float32: 16 MiB; with its index temporaries
 # about 0.25 GiB when every entry is a match); larger works go in row blocks

@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from coverhunter.progress import bar as progress_bar
 
-from coverhunter.features.audio import AudioDecodeError, probe_audio
 from coverhunter.catalogue.manifest import REQUIRED_COLUMNS, ManifestError, read_manifest
+from coverhunter.features.audio import AudioDecodeError, probe_audio
+from coverhunter.progress import bar as progress_bar
 
 COMPUTED_COLUMNS: tuple[str, ...] = (
     "file_exists",          # bool; None where audio_path is empty
@@ -165,7 +165,7 @@ class _Check:
     needs: tuple[str, ...]                       # manifest columns the check reads
     expectation: Callable[[Any], Any]            # gx.expectations module -> Expectation
     column: str                                  # the column reported as the offending value
-    detail: Callable[[pd.Series, "_Facts"], tuple[Any, str, str]] | None = None  # row -> value, problem, fix
+    detail: Callable[[pd.Series, _Facts], tuple[Any, str, str]] | None = None  # row -> value, problem, fix
 
 
 @dataclass(frozen=True)

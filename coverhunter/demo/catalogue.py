@@ -7,16 +7,16 @@ import os
 from pathlib import Path
 
 import pandas as pd
-from coverhunter.progress import track
 
 from coverhunter.demo.params import DemoParams
 from coverhunter.demo.plan import UNASSIGNED, plan_work
 from coverhunter.demo.recipe import Recipe, samples
+from coverhunter.demo.render import soundfont_path
 from coverhunter.demo.render_cache import is_cached, render_job
 from coverhunter.demo.runner import Runner
 from coverhunter.demo.selection import barred_tunes, select_works, take_fillers
 from coverhunter.demo.tune_store import TuneStore
-from coverhunter.demo.render import soundfont_path
+from coverhunter.progress import track
 
 __all__ = ["MANIFEST_COLUMNS", "build_catalogue"]
 

@@ -17,8 +17,8 @@ from music21 import stream as m21_stream
 from music21 import tempo as m21_tempo
 
 from coverhunter.demo.corpus import clean_title
-from coverhunter.demo.tune import Tune
 from coverhunter.demo.render import load_corpus_score
+from coverhunter.demo.tune import Tune
 
 __all__ = ["EXTRACT_VERSION", "load_tune"]
 

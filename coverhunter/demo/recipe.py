@@ -11,11 +11,10 @@ from pathlib import Path
 
 import music21
 
-from coverhunter.features import effects
-
 from coverhunter.demo import render
 from coverhunter.demo.parse import EXTRACT_VERSION
 from coverhunter.demo.render import soundfont_path
+from coverhunter.features import effects
 
 __all__ = ["DEFAULT_SOUNDFONT_NAME", "MELODY", "Recipe", "code_digest", "samples"]
 

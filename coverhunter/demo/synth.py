@@ -12,13 +12,13 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from coverhunter.features import effects
 from coverhunter.demo.accompany import accompany
 from coverhunter.demo.arrange import arrange, pass_plan, place, section_bounds, split_at
 from coverhunter.demo.midi import notes_to_midi
 from coverhunter.demo.recipe import DEFAULT_SOUNDFONT_NAME, Recipe, samples
-from coverhunter.demo.tune import Tune
 from coverhunter.demo.render import Track, render_score, render_tracks, soundfont_path
+from coverhunter.demo.tune import Tune
+from coverhunter.features import effects
 
 __all__ = ["assemble", "band_tracks", "render_parts", "render_version"]
 

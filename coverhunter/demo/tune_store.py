@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import music21
-from coverhunter.progress import track
 
 from coverhunter.demo.parse import EXTRACT_VERSION, load_tune
 from coverhunter.demo.runner import Runner
 from coverhunter.demo.tune import Tune
+from coverhunter.progress import track
 
 __all__ = ["TuneStore"]
 

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from coverhunter.progress import bar as progress_bar
 
 from coverhunter.features.audio import AudioDecodeError, audio_duration, load_audio
 from coverhunter.features.cqt import CQTFrontEnd, batches_by_duration, extract_cqt
 from coverhunter.params import FeatureParams
+from coverhunter.progress import bar as progress_bar
 
 INDEX = "index.parquet"
 INDEX_COLUMNS = ["recording_id", "feature_file", "n_frames", "audio_sha1", "features_hash"]

@@ -189,8 +189,9 @@ def report(rows: tuple[Row, ...] = ROWS) -> list[dict]:
 
 def _log(entries: list[dict], main_set: str) -> None:
     os.environ.update({"MLFLOW_TRACKING_URI": _env()["MLFLOW_TRACKING_URI"]})
-    from coverhunter.mlops import tracking  # noqa: PLC0415  (MLflow loads with its switches set)
     import mlflow  # noqa: PLC0415
+
+    from coverhunter.mlops import tracking  # noqa: PLC0415  (MLflow loads with its switches set)
     tracking.configure(Path.cwd(), experiment="ablation")
     with mlflow.start_run(run_name="table-ii"):
         for e in entries:

@@ -57,16 +57,15 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
-
-from coverhunter.mlops import tracking  # noqa: F401  (telemetry switches before mlflow loads)
-
 import mlflow  # noqa: E402
 import mlflow.pyfunc  # noqa: E402
+import numpy as np
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.models import ModelSignature  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec  # noqa: E402
+
+from coverhunter.mlops import tracking  # noqa: F401  (telemetry switches before mlflow loads)
 
 DEFAULT_NAME = "coverhunter"
 CHAMPION, CHALLENGER = "champion", "challenger"

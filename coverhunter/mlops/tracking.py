@@ -57,7 +57,7 @@ PARENT_TAG = "mlflow.parentRunId"
 _KEY_RE = re.compile(r"^[A-Za-z0-9_.:@+\-]{1,200}$")
 
 _state: dict[str, Any] = {"experiment_id": None, "uri": None, "exported": None}
-_loggers: dict[str, list["StepLogger"]] = {}
+_loggers: dict[str, list[StepLogger]] = {}
 _lock = threading.Lock()
 
 

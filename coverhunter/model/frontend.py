@@ -15,7 +15,6 @@ from torch import nn
 
 from coverhunter.model.masking import MaskedBatchNorm, lengths_to_mask, strided_lengths
 
-
 INPUT_NORMS = ("none", "chunk_mean")
 
 

@@ -59,7 +59,7 @@ class CoverHunterNet(nn.Module):
         self.classifier = nn.Linear(p.embedding_dim, n_classes, bias=False) if n_classes else None
 
     @classmethod
-    def from_config(cls, config: dict) -> "CoverHunterNet":
+    def from_config(cls, config: dict) -> CoverHunterNet:
         """Rebuild a network from ``self.config`` (stored in every checkpoint); a config
         saved before the backbone keys existed is a Conformer (``LEGACY_MODEL_KEYS``)."""
         model = {**LEGACY_MODEL_KEYS, **config["model"]}

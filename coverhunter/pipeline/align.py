@@ -18,18 +18,27 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from coverhunter.mlops import tracking
-from coverhunter.align.alignment import (ALIGNMENT_COLUMNS, SUMMARY_COLUMNS, WorkChunks, align_catalogue,
-                               embed_grid_chunks)
-from coverhunter.align.truth import (PAIR_TRUTH_COLUMNS, Timeline, demo_section_bounds,
-                                     has_truth_columns, judge, manifest_timelines)
+from coverhunter.align.alignment import (
+    ALIGNMENT_COLUMNS,
+    SUMMARY_COLUMNS,
+    WorkChunks,
+    align_catalogue,
+    embed_grid_chunks,
+)
+from coverhunter.align.truth import (
+    PAIR_TRUTH_COLUMNS,
+    Timeline,
+    demo_section_bounds,
+    has_truth_columns,
+    judge,
+    manifest_timelines,
+)
 from coverhunter.features.chunking import seconds_to_frames
 from coverhunter.features.extract import load_features, read_index
-from coverhunter.reporting.plots import plot_alignment
+from coverhunter.mlops import tracking
 from coverhunter.model.checkpoint import load_model, resolve_device
-
-from coverhunter.pipeline.layout import (ALIGN, FEATURES, MODELS, PARAMS, REPORTS, load, validated_manifest,
-                           write_json)
+from coverhunter.pipeline.layout import ALIGN, FEATURES, MODELS, PARAMS, REPORTS, load, validated_manifest, write_json
+from coverhunter.reporting.plots import plot_alignment
 
 SECTIONS = ("features", "align", "train", "fine")   # train: chunk_s, hop_s, device; fine: enabled
 ALIGNMENTS = ALIGN / "alignments.parquet"

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from coverhunter.demo import build_catalogue, demo_params, reference_params
-
 from coverhunter.pipeline.layout import PARAMS, load
 
 

@@ -5,7 +5,8 @@ Scores the coarse and the fine model side by side (only the coarse one when
 `fine.enabled` is false) and, as references, an untrained network of the same
 shape, the training-free baselines of `coverhunter.retrieval.baselines` (rows `baseline_2dftm`,
 `baseline_chroma`, and `*_tuned` for each further profile of `baselines:`) and, with
-`train.init: pretrained`, the shipped checkpoint as it is (row `pretrained`). Besides val and the test sets, every row is also scored on
+`train.init: pretrained`, the shipped checkpoint as it is (row `pretrained`). Besides val
+and the test sets, every row is also scored on
 `train_works`: a fixed sample of `evaluate.train_works` training works (drawn with
 `train.seed`, all their versions), so over- and under-fitting show. Writes
 `reports/metrics.json` ({model: {set: metrics}}), `reports/plots/metrics.png` and
@@ -34,22 +35,19 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from coverhunter.mlops import registry
-
-from coverhunter.mlops import tracking
+from coverhunter.mlops import registry, tracking
+from coverhunter.mlops.pretrain import pretrained_checkpoint
+from coverhunter.mlops.registry import ChampionMeasurement, PromotionDecision, decision_markdown
+from coverhunter.model import CoverHunterNet
+from coverhunter.model.checkpoint import load_model, resolve_device
+from coverhunter.params import Params
+from coverhunter.pipeline.layout import FEATURES, MODELS, PARAMS, PLOTS, REPORTS, load, validated_manifest, write_json
+from coverhunter.reporting.plots import plot_embedding_maps, plot_metrics
+from coverhunter.reporting.tables import flatten_metrics
 from coverhunter.retrieval.baselines import score_baselines
 from coverhunter.retrieval.embedding_map import recording_vectors, tsne_map
 from coverhunter.retrieval.evaluation import EvalSet, embed_set, score_set, sets_from_manifest
-from coverhunter.model import CoverHunterNet
-from coverhunter.params import Params
-from coverhunter.reporting.plots import plot_embedding_maps, plot_metrics
-from coverhunter.mlops.pretrain import pretrained_checkpoint
-from coverhunter.reporting.tables import flatten_metrics, metrics_table
-from coverhunter.mlops.registry import ChampionMeasurement, PromotionDecision, decision_markdown
-from coverhunter.model.checkpoint import load_model, resolve_device
 from coverhunter.training.loop import seed_everything
-
-from coverhunter.pipeline.layout import FEATURES, MODELS, PARAMS, PLOTS, REPORTS, load, validated_manifest, write_json
 
 SECTIONS = ("features", "model", "evaluate", "baselines", "data")
 METRICS_JSON = REPORTS / "metrics.json"

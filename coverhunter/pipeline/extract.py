@@ -5,7 +5,6 @@ from pathlib import Path
 
 from coverhunter.features.extract import extract_catalogue
 from coverhunter.model.checkpoint import resolve_device
-
 from coverhunter.pipeline.layout import FEATURES, PARAMS, load, validated_manifest
 
 

@@ -20,7 +20,6 @@ import torch
 
 from coverhunter.mlops.pretrain import prepare_workspace, write_card
 from coverhunter.model.checkpoint import load_checkpoint, resolve_device
-
 from coverhunter.pipeline.layout import load
 
 ROOT = Path.cwd()
@@ -68,7 +67,7 @@ def export(params_path: str | Path = "params.yaml", score_demo: bool = True) -> 
                             text=True, cwd=ROOT).stdout.strip() or "unknown"
     card = {
         "name": str(p.train.pretrained), "commit": commit,
-        "exported": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "exported": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "data": {"works": int(manifest["work_id"].nunique()), "recordings": len(manifest),
                  "hours": float(manifest["duration_s"].sum() / 3600),
                  "works_per_split": manifest.groupby("split")["work_id"].nunique().to_dict(),
@@ -76,7 +75,8 @@ def export(params_path: str | Path = "params.yaml", score_demo: bool = True) -> 
         "steps": int(sum(len(c) for c in curves)),
         "wall_s": float(sum(c["elapsed_s"].max() for c in curves)),   # each curve's elapsed is cumulative
         "final_loss": float(curves[-1]["total"].tail(20).mean()),
-        "device": str(resolve_device(wp.train.device)), "params": {k: wraw[k] for k in ("model", "loss", "train", "augment")},
+        "device": str(resolve_device(wp.train.device)),
+        "params": {k: wraw[k] for k in ("model", "loss", "train", "augment")},
         "metrics": metrics, "metrics_source": source,
     }
     write_card(dest, card)

@@ -17,19 +17,16 @@ from pathlib import Path
 
 import mlflow
 
-from coverhunter.mlops import registry
-
-from coverhunter.mlops import tracking
+from coverhunter.catalogue.manifest import read_manifest
+from coverhunter.catalogue.validation import raise_for_failures, validate_manifest
+from coverhunter.features.extract import extract_catalogue
+from coverhunter.mlops import registry, tracking
+from coverhunter.model.checkpoint import load_model, resolve_device
+from coverhunter.pipeline.layout import ARTIFACTS, PARAMS, REPORTS, fingerprint, load, write_json
+from coverhunter.reporting.plots import plot_metrics
+from coverhunter.reporting.tables import flatten_metrics
 from coverhunter.retrieval.baselines import score_baselines
 from coverhunter.retrieval.evaluation import evaluate_sets, sets_from_manifest
-from coverhunter.features.extract import extract_catalogue
-from coverhunter.catalogue.manifest import read_manifest
-from coverhunter.reporting.plots import plot_metrics
-from coverhunter.reporting.tables import flatten_metrics, metrics_table
-from coverhunter.model.checkpoint import load_model, resolve_device
-from coverhunter.catalogue.validation import raise_for_failures, validate_manifest
-
-from coverhunter.pipeline.layout import ARTIFACTS, PARAMS, REPORTS, fingerprint, load, write_json
 
 SCORE_FEATURES = ARTIFACTS / "score_features"
 

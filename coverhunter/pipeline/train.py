@@ -16,8 +16,8 @@ is the final model only (`artifacts/models/<name>/model.pt`), the loss history
 """
 from __future__ import annotations
 
-import hashlib
 import dataclasses
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -25,25 +25,35 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from coverhunter.features.cqt import CQTFrontEnd
+from coverhunter.features.extract import load_features, read_index
 from coverhunter.mlops import tracking
+from coverhunter.mlops.pretrain import pretrained_checkpoint
+from coverhunter.model import CoverHunterNet
+from coverhunter.model.checkpoint import load_checkpoint, resolve_device, save_model, start_from
+from coverhunter.params import Params
+from coverhunter.pipeline.layout import (
+    ALIGN,
+    FEATURES,
+    MODELS,
+    PARAMS,
+    REPORTS,
+    SKIPPED,
+    WORK,
+    fingerprint,
+    load,
+    validated_manifest,
+    write_json,
+)
+from coverhunter.reporting.plots import plot_loss
 from coverhunter.training.augment import FeatureAugment
 from coverhunter.training.augment_audio import AudioAugment
 from coverhunter.training.batches import AudioChunks, BatchMaker, OtherWorkAudio
 from coverhunter.training.data import ChunkDataset
-from coverhunter.features.cqt import CQTFrontEnd
 from coverhunter.training.fine import AlignedChunks, AlignedPairSampler
-from coverhunter.features.extract import load_features, read_index
-from coverhunter.training.losses import CoverHunterLoss
-from coverhunter.model import CoverHunterNet
-from coverhunter.params import Params
-from coverhunter.reporting.plots import plot_loss
-from coverhunter.mlops.pretrain import pretrained_checkpoint
-from coverhunter.training.sampler import PKSampler
-from coverhunter.model.checkpoint import load_checkpoint, resolve_device, save_model, start_from
 from coverhunter.training.loop import seed_everything, train
-
-from coverhunter.pipeline.layout import (ALIGN, FEATURES, MODELS, PARAMS, REPORTS, SKIPPED, WORK,
-                           fingerprint, load, validated_manifest, write_json)
+from coverhunter.training.losses import CoverHunterLoss
+from coverhunter.training.sampler import PKSampler
 
 SECTIONS = {"coarse": ("features", "model", "loss", "train", "augment"),         # what each
             "fine": ("features", "model", "loss", "train", "augment", "fine")}  # model reads

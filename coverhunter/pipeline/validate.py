@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from coverhunter.catalogue.validation import raise_for_failures, validate_manifest
-
 from coverhunter.pipeline.layout import PARAMS, REPORTS, VALIDATED, load
 
 

@@ -33,8 +33,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from coverhunter.retrieval.evaluation import EvalSet, score_set
 from coverhunter.params import BaselineParams
+from coverhunter.retrieval.evaluation import EvalSet, score_set
 
 BASELINES = ("2dftm", "chroma")
 ROW_PREFIX = "baseline_"    # metrics.json row name: baseline_2dftm, baseline_chroma

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 
 from coverhunter.features.extract import load_features, read_index
-from coverhunter.retrieval.inference import embed_recordings
-from coverhunter.retrieval.metrics import retrieval_metrics, track_distances
 from coverhunter.model import CoverHunterNet
 from coverhunter.params import EvalParams
+from coverhunter.retrieval.inference import embed_recordings
+from coverhunter.retrieval.metrics import retrieval_metrics, track_distances
 
 
 @dataclass

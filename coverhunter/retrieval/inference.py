@@ -5,11 +5,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from coverhunter.progress import bar as progress_bar
 
 from coverhunter.features.chunking import chunk_features
-from coverhunter.training.data import pad_batch
 from coverhunter.model import CoverHunterNet
+from coverhunter.progress import bar as progress_bar
+from coverhunter.training.data import pad_batch
 
 
 def embed_chunks(model: CoverHunterNet, chunks: Sequence[np.ndarray], batch_chunks: int,

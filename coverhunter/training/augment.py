@@ -2,7 +2,8 @@
 
 A cover is often in another key; in a CQT a key change of k semitones is a shift of k bins
 (12 per octave). Rolling training chunks (each with probability ``pitch_roll_prob``) by a
-random number of bins teaches the model that a transposed melody is the same work. Masking random rectangles of the spectrum (whole
+random number of bins teaches the model that a transposed melody is the same work.
+Masking random rectangles of the spectrum (whole
 frames, whole bins; SpecAugment, the paper's [21]) teaches it not to rely on any one
 moment or register. Features are ``(B, T, bins)`` with valid lengths ``(B,)`` in frames;
 masks stay inside each item's valid frames, never in its padding. Random draws use

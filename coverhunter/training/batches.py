@@ -35,10 +35,10 @@ import numpy as np
 import torch
 
 from coverhunter.features.audio import load_segment
+from coverhunter.features.cqt import CQTFrontEnd
 from coverhunter.training.augment import FeatureAugment
 from coverhunter.training.augment_audio import AudioAugment
 from coverhunter.training.data import ChunkLocation, pad_batch
-from coverhunter.features.cqt import CQTFrontEnd
 
 
 class AudioChunks:

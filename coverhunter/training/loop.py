@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from coverhunter.progress import bar as progress_bar
 
-from coverhunter.training.batches import BatchMaker, BatchStream
-from coverhunter.training.losses import CoverHunterLoss
 from coverhunter.model import CoverHunterNet
 from coverhunter.model.checkpoint import load_checkpoint, resolve_device, save_checkpoint
 from coverhunter.params import TrainParams
+from coverhunter.progress import bar as progress_bar
+from coverhunter.training.batches import BatchMaker, BatchStream
+from coverhunter.training.losses import CoverHunterLoss
 from coverhunter.training.sampler import PKSampler
 
 StepCallback = Callable[[int, dict[str, float]], None]
