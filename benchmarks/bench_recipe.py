@@ -14,8 +14,6 @@ before its BatchNorm (``linear``) and the pre-bottleneck vector (``pre``).
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -29,6 +27,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from coverhunter.digest import json_sha1  # noqa: E402
 from coverhunter.features.extract import load_features, read_index  # noqa: E402
 from coverhunter.mlops.pretrain import apply_overrides, pretrained_checkpoint  # noqa: E402
 from coverhunter.model import CoverHunterNet  # noqa: E402
@@ -163,7 +162,7 @@ def main() -> None:
             t0 = time.perf_counter()
             # the work folder is named by every parameter, so a changed row never resumes a stale run
             row_raw = apply_overrides(raw, changes or {})
-            key = hashlib.sha1(json.dumps(row_raw, sort_keys=True).encode()).hexdigest()[:8]
+            key = json_sha1(row_raw, 8)
             work = out.parent / "work" / f"{name}-{seed}-{args.steps}-{key}"
             recs = run_row(row_raw, seed, args.steps, sets, df, args.embeddings, work)
             done = pd.concat([done, pd.DataFrame([{"row": name, "steps": args.steps, **r} for r in recs])],

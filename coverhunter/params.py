@@ -268,8 +268,7 @@ class FlowParams:
     on_overlap: str           # enqueue | cancel_new
     lock_file: str            # one retrain run at a time per checkout
     lock_wait_s: NonNegative
-    state_file: str           # input hashes of the last successful retrain
-    trust_mtime: bool         # reuse an audio file's sha1 while its size and mtime are unchanged
+    state_file: str           # the last successful retrain (what ran, the decision)
 
     def __post_init__(self) -> None:
         if self.on_overlap not in ("enqueue", "cancel_new"):

@@ -38,7 +38,7 @@ def test_workspace_params_links_and_unchanged_files_left_alone(tmp_path):
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     ws = prepare_workspace(tmp_path, RAW)
     params = yaml.safe_load((ws / "params.yaml").read_text())
-    assert params["train"]["max_steps"] == 9000 and "pretrain" not in params
+    assert params["train"]["max_steps"] == 9000 and params["pretrain"] == RAW["pretrain"]   # a whole config
     assert (ws / "stages").is_symlink() and (ws / "stages").resolve() == (tmp_path / "stages").resolve()
     assert (ws / "dvc.yaml").read_text() == "stages: {}\n" and not (ws / "dvc.yaml").is_symlink()
     assert (ws / "none").is_dir() and not (ws / "models").exists()   # its own empty train.pretrained

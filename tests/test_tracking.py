@@ -10,7 +10,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from coverhunter.mlops import registry, tracking
+from coverhunter.mlops import promotion, registry, tracking
 from coverhunter.model import CoverHunterNet
 
 PARAMS = {"train": {"lr": 0.001, "max_steps": 25}, "model": {"d_model": 32, "pooling": "attentive"}}
@@ -167,17 +167,17 @@ def test_logged_model_matches_network(store, net_and_checkpoint, model_uri, tiny
 
 def test_champion_moves_only_on_improvement(store, model_uri, net_and_checkpoint, tiny):
     name = "coverhunter-promo"
-    d1 = registry.register_and_promote(model_uri, "map_test", 0.5, name=name)
+    d1 = promotion.register_and_promote(model_uri, "map_test", 0.5, name=name)
     assert (d1.version, d1.alias, d1.previous_champion_version) == ("1", "champion", None)
-    d2 = registry.register_and_promote(model_uri, "map_test", 0.4, name=name)
+    d2 = promotion.register_and_promote(model_uri, "map_test", 0.4, name=name)
     assert (d2.alias, d2.previous_champion_version, d2.previous_champion_value) == \
         ("challenger", "1", 0.5)
     client = MlflowClient()
     assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
     assert str(client.get_model_version_by_alias(name, "challenger").version) == "2"
-    d3 = registry.register_and_promote(model_uri, "map_test", 0.6, name=name)
+    d3 = promotion.register_and_promote(model_uri, "map_test", 0.6, name=name)
     assert (d3.version, d3.alias, d3.previous_champion_version) == ("3", "champion", "1")
-    d4 = registry.register_and_promote(model_uri, "map_test", 0.62, name=name, margin=0.05)
+    d4 = promotion.register_and_promote(model_uri, "map_test", 0.62, name=name, margin=0.05)
     assert (d4.alias, d4.previous_champion_value) == ("challenger", 0.6)
     assert str(client.get_model_version_by_alias(name, "champion").version) == "3"
     assert str(client.get_model_version_by_alias(name, "challenger").version) == "4"
@@ -198,15 +198,15 @@ def test_champion_moves_only_on_improvement(store, model_uri, net_and_checkpoint
 
 def test_lower_is_better_and_non_finite(store, model_uri):
     name = "coverhunter-mr1"
-    assert registry.register_and_promote(model_uri, "mr1", 12.0, name=name,
+    assert promotion.register_and_promote(model_uri, "mr1", 12.0, name=name,
                                          higher_is_better=False).alias == "champion"
-    assert registry.register_and_promote(model_uri, "mr1", 9.0, name=name,
+    assert promotion.register_and_promote(model_uri, "mr1", 9.0, name=name,
                                          higher_is_better=False).alias == "champion"
-    assert registry.register_and_promote(model_uri, "mr1", 9.0, name=name,
+    assert promotion.register_and_promote(model_uri, "mr1", 9.0, name=name,
                                          higher_is_better=False).alias == "challenger"
-    nan = registry.register_and_promote(model_uri, "mr1", float("nan"), name=name,
+    nan = promotion.register_and_promote(model_uri, "mr1", float("nan"), name=name,
                                         higher_is_better=False)
     assert nan.alias == "challenger" and "not finite" in nan.reason
     # a champion registered for another metric is never replaced automatically
-    other = registry.register_and_promote(model_uri, "map_test", 0.9, name=name)
+    other = promotion.register_and_promote(model_uri, "map_test", 0.9, name=name)
     assert other.alias == "challenger" and other.previous_champion_value is None

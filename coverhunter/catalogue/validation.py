@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,19 +27,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from coverhunter.catalogue.checks import Check, Facts, build_checks
 from coverhunter.catalogue.manifest import REQUIRED_COLUMNS, ManifestError, read_manifest
-from coverhunter.features.audio import AudioDecodeError, probe_audio
-from coverhunter.progress import bar as progress_bar
-
-COMPUTED_COLUMNS: tuple[str, ...] = (
-    "file_exists",          # bool; None where audio_path is empty
-    "decodes",              # bool; None where the file is missing
-    "measured_duration_s",  # float seconds from a full decode; NaN where it did not decode
-    "probe_error",          # str; None where the file decoded
-    "train_versions",       # float count of train rows of the row's work; NaN off train
-    "work_in_train",        # bool for held-out rows (val and test sets); None elsewhere
-    "work_in_test",         # bool for val rows; None elsewhere
-)
+from coverhunter.catalogue.probe import COMPUTED_COLUMNS, add_computed_columns
 
 
 class ManifestValidationError(ManifestError):
@@ -93,207 +80,9 @@ class ValidationResult:
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
-# --------------------------------------------------------------------------- probing
-
-def _probe(path: str | None) -> tuple[bool | None, bool | None, float, str | None]:
-    """(file exists, decodes, measured seconds, error) for one audio file."""
-    if path is None:
-        return None, None, math.nan, None
-    if not os.path.isfile(path):
-        return False, None, math.nan, f"{path}: no such file"
-    try:
-        return True, True, probe_audio(path), None
-    except AudioDecodeError as err:
-        return True, False, math.nan, str(err)
-
-
-def probe_files(paths: list[str | None], workers: int | None = None,
-                progress: bool = True) -> list[tuple[bool | None, bool | None, float, str | None]]:
-    """Probe every file (threads: libsndfile releases the GIL), with a progress bar."""
-    workers = workers or min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool, \
-            progress_bar(len(paths), "decode check", "file", progress) as bar:
-        out = []
-        for item in pool.map(_probe, paths):
-            out.append(item)
-            bar.update()
-    return out
-
-
-def add_computed_columns(df: pd.DataFrame, splits: list[str], train_split: str,
-                         test_sets: list[str], workers: int | None = None,
-                         progress: bool = True) -> pd.DataFrame:
-    """Return a copy of the manifest table with :data:`COMPUTED_COLUMNS` added."""
-    df = df.copy()
-    probed = probe_files(list(df["audio_file"]), workers=workers, progress=progress)
-    df["file_exists"] = pd.Series([p[0] for p in probed], index=df.index, dtype=object)
-    df["decodes"] = pd.Series([p[1] for p in probed], index=df.index, dtype=object)
-    df["measured_duration_s"] = pd.Series([p[2] for p in probed], index=df.index, dtype=float)
-    df["probe_error"] = pd.Series([p[3] for p in probed], index=df.index, dtype=object)
-
-    n = len(df)
-    train_versions = np.full(n, np.nan)
-    work_in_train: list[bool | None] = [None] * n
-    work_in_test: list[bool | None] = [None] * n
-    if "work_id" in df and "split" in df:
-        work, split = df["work_id"], df["split"]
-        train_counts = work[split == train_split].value_counts()
-        train_works = set(train_counts.index)
-        test_works = set(work[split.isin(test_sets)].dropna())
-        val_splits = set(splits) - {train_split} - set(test_sets)
-        for i, (w, s) in enumerate(zip(work, split)):
-            if w is None or s is None:
-                continue
-            if s == train_split:
-                train_versions[i] = train_counts[w]
-            elif s in test_sets or s in val_splits:
-                work_in_train[i] = w in train_works
-                if s in val_splits:
-                    work_in_test[i] = w in test_works
-    df["train_versions"] = train_versions
-    df["work_in_train"] = pd.Series(work_in_train, index=df.index, dtype=object)
-    df["work_in_test"] = pd.Series(work_in_test, index=df.index, dtype=object)
-    return df
-
-
-# --------------------------------------------------------------------------- checks
-
-@dataclass(frozen=True)
-class _Check:
-    name: str
-    description: str
-    needs: tuple[str, ...]                       # manifest columns the check reads
-    expectation: Callable[[Any], Any]            # gx.expectations module -> Expectation
-    column: str                                  # the column reported as the offending value
-    detail: Callable[[pd.Series, _Facts], tuple[Any, str, str]] | None = None  # row -> value, problem, fix
-
-
-@dataclass(frozen=True)
-class _Facts:
-    """Look-ups for the failure messages."""
-    df: pd.DataFrame
-    splits: list[str]
-    train_split: str
-    test_sets: list[str]
-    min_duration_s: float
-
-    def lines_where(self, mask: pd.Series) -> str:
-        return ", ".join(str(v) for v in self.df.loc[mask, "csv_line"])
-
-
-def _checks(splits: list[str], train_split: str, test_sets: list[str],
-            min_duration_s: float) -> list[_Check]:
-    checks: list[_Check] = []
-    for col in REQUIRED_COLUMNS:
-        checks.append(_Check(
-            f"column_{col}_present", f"the header has a '{col}' column", (),
-            lambda gxe, c=col: gxe.ExpectColumnToExist(column=c), col))
-    checks.append(_Check(
-        "has_recordings", "the manifest has at least one recording", (),
-        lambda gxe: gxe.ExpectTableRowCountToBeBetween(min_value=1), "recording_id"))
-    for col in REQUIRED_COLUMNS:
-        checks.append(_Check(
-            f"{col}_not_empty", f"every row has a {col}", (col,),
-            lambda gxe, c=col: gxe.ExpectColumnValuesToNotBeNull(column=c), col,
-            lambda row, f, c=col: (None, f"the {c} cell is empty",
-                                   f"fill in {c} on this line")))
-
-    def duplicate(row, f):
-        rid = row["recording_id"]
-        others = f.lines_where((f.df["recording_id"] == rid) & (f.df["csv_line"] != row["csv_line"]))
-        return rid, f"recording_id {rid!r} is also used on line(s) {others}", \
-            "give every recording its own recording_id (or delete the repeated row)"
-    checks.append(_Check(
-        "recording_id_unique", "recording_id is unique", ("recording_id",),
-        lambda gxe: gxe.ExpectColumnValuesToBeUnique(column="recording_id"), "recording_id",
-        duplicate))
-
-    def same_file(row, f):
-        others = f.lines_where((f.df["audio_file"] == row["audio_file"])
-                               & (f.df["csv_line"] != row["csv_line"]))
-        return row["audio_path"], (f"the audio file {row['audio_file']} is also listed on "
-                                   f"line(s) {others}"), (
-            "list each recording once: delete the repeated row or point it at its own file")
-    checks.append(_Check(
-        "audio_file_unique", "each audio file is listed once", ("audio_path",),
-        lambda gxe: gxe.ExpectColumnValuesToBeUnique(column="audio_file"), "audio_path",
-        same_file))
-
-    known = ", ".join(splits)
-    checks.append(_Check(
-        "split_known", f"split is one of: {known}", ("split",),
-        lambda gxe: gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(splits)),
-        "split",
-        lambda row, f: (row["split"], f"unknown split {row['split']!r}",
-                        f"use one of: {known} (data.train_split / val_split / test_sets "
-                        "in params.yaml)")))
-    checks.append(_Check(
-        "file_exists", "the audio file exists", ("audio_path",),
-        lambda gxe: gxe.ExpectColumnValuesToBeInSet(column="file_exists", value_set=[True]),
-        "audio_path",
-        lambda row, f: (row["audio_path"], f"no audio file at {row['audio_file']}",
-                        "fix audio_path (relative to the manifest's folder) or add the file")))
-    checks.append(_Check(
-        "file_decodes", "the whole audio file decodes", ("audio_path",),
-        lambda gxe: gxe.ExpectColumnValuesToBeInSet(column="decodes", value_set=[True]),
-        "audio_path",
-        lambda row, f: (row["audio_path"], str(row["probe_error"]).split("; ")[0],
-                        "re-encode the file as wav/flac/ogg/mp3 (or replace it), "
-                        "or delete the row")))
-    checks.append(_Check(
-        "duration_at_least_min", f"the audio lasts at least {min_duration_s:g} s "
-        "(train.chunk_s)", ("audio_path",),
-        lambda gxe: gxe.ExpectColumnValuesToBeBetween(column="measured_duration_s",
-                                                      min_value=float(min_duration_s)),
-        "measured_duration_s",
-        lambda row, f: (round(float(row["measured_duration_s"]), 3),
-                        f"the audio lasts {row['measured_duration_s']:.2f} s, shorter than "
-                        f"the {f.min_duration_s:g} s chunk (train.chunk_s)",
-                        f"use a recording of at least {f.min_duration_s:g} s, or delete the row")))
-
-    def single(row, f):
-        n = int(row["train_versions"])
-        return row["work_id"], (
-            f"work {row['work_id']!r} has {n} version(s) in {f.train_split}; training needs "
-            "at least 2 per work"), (
-            f"add another version of the work to {f.train_split}, move it to a held-out "
-            "split, or delete the row")
-    checks.append(_Check(
-        "train_works_have_2_versions", f"every work in {train_split} has at least 2 versions",
-        ("work_id", "split"),
-        lambda gxe: gxe.ExpectColumnValuesToBeBetween(column="train_versions", min_value=2),
-        "work_id", single))
-
-    def leak_train(row, f):
-        w = row["work_id"]
-        lines = f.lines_where((f.df["work_id"] == w) & (f.df["split"] == f.train_split))
-        return w, (f"work {w!r} is in {row['split']} and also in {f.train_split} "
-                   f"(line(s) {lines})"), (
-            f"keep every version of a work on one side: move this row to {f.train_split} "
-            f"or move lines {lines} out of it")
-    checks.append(_Check(
-        "no_train_work_held_out", f"no work is in both {train_split} and a held-out split "
-        "(val or a test set)", ("work_id", "split"),
-        lambda gxe: gxe.ExpectColumnValuesToBeInSet(column="work_in_train", value_set=[False]),
-        "work_id", leak_train))
-
-    def leak_test(row, f):
-        w = row["work_id"]
-        lines = f.lines_where((f.df["work_id"] == w) & f.df["split"].isin(f.test_sets))
-        return w, (f"work {w!r} is in {row['split']} and also in a test set "
-                   f"(line(s) {lines})"), (
-            "keep val and test works apart: move this row to the test set or those "
-            "lines to val")
-    checks.append(_Check(
-        "no_val_work_in_test", "no work is in both val and a test set", ("work_id", "split"),
-        lambda gxe: gxe.ExpectColumnValuesToBeInSet(column="work_in_test", value_set=[False]),
-        "work_id", leak_test))
-    return checks
-
-
 # --------------------------------------------------------------------------- GX
 
-def _run_suite(df: pd.DataFrame, checks: list[_Check], runnable: set[str],
+def _run_suite(df: pd.DataFrame, checks: list[Check], runnable: set[str],
                timings: dict[str, float]) -> tuple[dict[str, Any], dict[str, str]]:
     """Run the ``runnable`` checks as one GX suite on ``df``.
 
@@ -359,11 +148,11 @@ def validate_manifest(manifest_path: str | Path, splits: list[str], train_split:
                               progress=progress)
     timings["probe_s"] = time.perf_counter() - t0
 
-    checks = _checks(splits, train_split, test_sets, min_duration_s)
+    checks = build_checks(splits, train_split, test_sets, min_duration_s)
     runnable = {c.name for c in checks if all(col in df for col in c.needs)}
     gx_results, gx_types = _run_suite(df, checks, runnable, timings)
 
-    facts = _Facts(df, splits, train_split, test_sets, float(min_duration_s))
+    facts = Facts(df, splits, train_split, test_sets, float(min_duration_s))
     failures: list[Failure] = []
     check_results: list[CheckResult] = []
     for check in checks:
@@ -383,7 +172,7 @@ def validate_manifest(manifest_path: str | Path, splits: list[str], train_split:
                     value, problem, fix = check.detail(row, facts)
                     found.append(Failure(check.name, int(row["csv_line"]),
                                          row.get("recording_id"), check.column,
-                                         _plain(value), problem, fix))
+                                         _json_scalar(value), problem, fix))
         failures.extend(found)
         check_results.append(CheckResult(check.name, gx_types[check.name],
                                          check.description, bool(r.success), len(found)))
@@ -401,7 +190,7 @@ def validate_manifest(manifest_path: str | Path, splits: list[str], train_split:
     return result
 
 
-def _table_failure(check: _Check, df: pd.DataFrame) -> Failure:
+def _table_failure(check: Check, df: pd.DataFrame) -> Failure:
     header = [c for c in df.columns if c not in ("csv_line", "audio_file", *COMPUTED_COLUMNS)]
     if check.name == "has_recordings":
         return Failure(check.name, 1, None, check.column, 0,
@@ -414,7 +203,7 @@ def _table_failure(check: _Check, df: pd.DataFrame) -> Failure:
                    f"{', '.join(REQUIRED_COLUMNS)}")
 
 
-def _plain(value: Any) -> Any:
+def _json_scalar(value: Any) -> Any:
     """A JSON-friendly scalar (NaN and None become None)."""
     if value is None:
         return None

@@ -72,8 +72,8 @@ from coverhunter.demo.arrange import arrange
 # names -> the module that defines them, imported on first use (PEP 562): a light import
 # such as coverhunter.demo.params does not load the renderer and the corpus reader
 _WHERE = {
-    "estimate_key": "coverhunter.demo.accompany",
-    "harmonise": "coverhunter.demo.accompany",
+    "estimate_key": "coverhunter.demo.harmony",
+    "harmonise": "coverhunter.demo.harmony",
     "section_bounds": "coverhunter.demo.arrange",
     "MANIFEST_COLUMNS": "coverhunter.demo.catalogue",
     "build_catalogue": "coverhunter.demo.catalogue",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from coverhunter.digest import file_sha1, json_sha1
 from coverhunter.features.audio import AudioDecodeError, audio_duration, load_audio
 from coverhunter.features.cqt import CQTFrontEnd, batches_by_duration, extract_cqt
 from coverhunter.params import FeatureParams
@@ -32,18 +32,10 @@ class ExtractionError(RuntimeError):
     """Some recordings could not be extracted; the message names each file."""
 
 
-def file_sha1(path: str | Path, block: int = 1 << 20) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def features_hash(p: FeatureParams) -> str:
     """Hash of every parameter that changes the features (batching does not)."""
     relevant = {k: v for k, v in dataclasses.asdict(p).items() if k != "batch_seconds"}
-    return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+    return json_sha1(relevant, 16)
 
 
 def _safe_name(recording_id: str) -> str:

@@ -62,7 +62,7 @@ def prepare_workspace(root: Path, raw: Mapping[str, Any]) -> Path:
     settings = raw["pretrain"]
     ws = root / settings["workspace"]
     ws.mkdir(parents=True, exist_ok=True)
-    params = apply_overrides({k: v for k, v in raw.items() if k != "pretrain"}, settings["overrides"])
+    params = apply_overrides(raw, settings["overrides"])   # every section: the one config needs them all
     text = ("# Written by `make pretrain` from the project's params.yaml and its pretrain.overrides;\n"
             "# edit those, not this file.\n" + yaml.safe_dump(params, sort_keys=False))
     files = {"params.yaml": text} | {name: (root / name).read_text() for name in COPIED}

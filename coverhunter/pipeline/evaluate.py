@@ -35,9 +35,9 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from coverhunter.mlops import registry, tracking
+from coverhunter.mlops import promotion, registry, tracking
 from coverhunter.mlops.pretrain import pretrained_checkpoint
-from coverhunter.mlops.registry import ChampionMeasurement, PromotionDecision, decision_markdown
+from coverhunter.mlops.promotion import ChampionMeasurement, PromotionDecision, decision_markdown
 from coverhunter.model import CoverHunterNet
 from coverhunter.model.checkpoint import load_model, resolve_device
 from coverhunter.params import Params
@@ -154,7 +154,7 @@ def measure_champion(p: Params, sets: Sequence[EvalSet], device: str,
     """The registry's champion scored on ``sets`` (None when there is no champion). A
     champion that cannot be downloaded or scored (e.g. a checkpoint for other CQT
     settings) is returned with ``value=None`` and the error: it is then kept."""
-    version = registry.champion_version(name)
+    version = promotion.champion_version(name)
     if version is None:
         return None
     try:
@@ -183,7 +183,7 @@ def challenge(params_path: str | Path, model_uri: str, metrics: dict,
         champion = measure_champion(p, sets, resolve_device(p.train.device))
         if champion is not None and champion.metrics:
             mlflow.log_metrics(flatten_metrics({"champion": champion.metrics}))
-        decision = registry.register_and_promote(
+        decision = promotion.register_and_promote(
             model_uri, f"{p.data.main_test_set}.mAP", metrics[p.data.main_test_set]["mAP"],
             margin=margin, metrics=metrics, champion=champion)
         mlflow.set_tags({"decision": decision.alias, "version": decision.version,

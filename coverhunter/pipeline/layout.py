@@ -2,13 +2,16 @@
 every stage there), and the small helpers they share."""
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from coverhunter.digest import json_sha1
 from coverhunter.params import load  # noqa: F401  (the one params reader, re-exported for stages)
 
 PARAMS = Path("params.yaml")
@@ -25,7 +28,7 @@ SKIPPED = "skipped.json"        # written instead of a model when a stage is swi
 
 def fingerprint(*parts: Any) -> str:
     """Stable short hash of JSON-serialisable parts."""
-    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return json_sha1(parts, 12)
 
 
 def validated_manifest() -> pd.DataFrame:
@@ -38,3 +41,14 @@ def write_json(path: Path, data: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path
+
+
+@contextlib.contextmanager
+def in_folder(folder: str | Path) -> Iterator[None]:
+    """Work in ``folder`` (the project folder: the pipeline's paths are relative to it)."""
+    before = Path.cwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)

@@ -17,7 +17,6 @@ is the final model only (`artifacts/models/<name>/model.pt`), the loss history
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import shutil
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from coverhunter.digest import file_sha1
 from coverhunter.features.cqt import CQTFrontEnd
 from coverhunter.features.extract import load_features, read_index
 from coverhunter.mlops import tracking
@@ -124,7 +124,7 @@ def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool =
         ds, sampler, counts = _coarse_data(p, df, works, load_features(FEATURES, ids, index))
         steps, extra, keys, longest = p.train.max_steps, [], list(range(len(ids))), p.train.chunk_s
         if p.train.init == "pretrained":   # the starting weights shape the run too
-            extra.append(hashlib.sha1(pretrained_checkpoint(p.train.pretrained).read_bytes()).hexdigest())
+            extra.append(file_sha1(pretrained_checkpoint(p.train.pretrained)))
     else:
         alignments = pd.read_parquet(ALIGN / "alignments.parquet")
         works = sorted(alignments["work_id"].unique())
@@ -133,7 +133,7 @@ def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool =
         steps, keys, longest = p.fine.max_steps, ids, p.fine.max_s
         extra = [pd.util.hash_pandas_object(alignments, index=False).sum().item()]
         if p.fine.init == "coarse":   # the starting weights shape the run too
-            extra.append(hashlib.sha1((MODELS / "coarse" / "model.pt").read_bytes()).hexdigest())
+            extra.append(file_sha1(MODELS / "coarse" / "model.pt"))
     key = fingerprint(used, list(zip(df["recording_id"], df["work_id"], shas)), *extra)
     work_dir = WORK / f"{name}-{key}"
     seed_everything(p.train.seed)
