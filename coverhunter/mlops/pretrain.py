@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,14 @@ def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def init_dvc(ws: Path) -> None:
+    """Make ``ws`` a DVC project of its own (no git: it lives in the repository's ignored files)."""
+    if not (ws / ".dvc").exists():
+        ws.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=ws, check=True)
+        subprocess.run(["dvc", "config", "core.analytics", "false"], cwd=ws, check=True)
 
 
 def prepare_workspace(root: Path, raw: Mapping[str, Any]) -> Path:

@@ -38,7 +38,7 @@ import re
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -321,3 +321,17 @@ def _active_run_id() -> str:
     if active is None:
         raise RuntimeError("no active run: call inside stage_run or pass run_id")
     return active.info.run_id
+
+
+def log(metrics: Mapping[str, float] | None = None, artifacts: Iterable[str | Path] = (),
+        tags: Mapping[str, str] | None = None, texts: Mapping[str, str] | None = None) -> None:
+    """Log to the active run (a :func:`stage_run`): metrics, files, tags and text files
+    (``{artifact name: text}``). The pipeline's steps log through this, never mlflow."""
+    if metrics:
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+    for path in artifacts:
+        mlflow.log_artifact(str(path))
+    if tags:
+        mlflow.set_tags(dict(tags))
+    for name, text in (texts or {}).items():
+        mlflow.log_text(text, name)

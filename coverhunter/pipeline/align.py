@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mlflow
 import pandas as pd
 
 from coverhunter.align.alignment import (
@@ -135,13 +134,11 @@ def run(params_path: str | Path = PARAMS, progress: bool = True) -> dict:
     pick = sample_pair(pairs)
     tracking.configure(Path.cwd())
     with tracking.stage_run("align", tracking.pipeline_key(raw), used):
-        mlflow.log_metrics({k: float(v) for k, v in summary.items() if v is not None})
-        mlflow.log_artifact(str(SUMMARY))
-        mlflow.log_artifact(str(PAIRS))
+        tracking.log({k: v for k, v in summary.items() if v is not None}, [SUMMARY, PAIRS])
         if pick is not None:
             a, b = by_id[pick["rec_a"]][0], by_id[pick["rec_b"]][0]       # (n_a, D), (n_b, D)
             plot_alignment(a @ b.T, p.align.threshold, int(pick["delta"]), PICTURE,
                            f"work {pick['work_id']}: {pick['rec_a']} vs {pick['rec_b']} "
                            f"({pick['matches']} matches, {pick['aligned']} aligned)", hop)
-            mlflow.log_artifact(str(PICTURE))
+            tracking.log(artifacts=[PICTURE])
     return summary

@@ -31,7 +31,6 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 
@@ -137,10 +136,7 @@ def run(params_path: str | Path = PARAMS, promote: bool = True) -> dict:
     key = tracking.pipeline_key(raw)
     with tracking.stage_run("evaluate", key, {s: raw[s] for s in SECTIONS},
                             tags={"registered_model": final}):
-        mlflow.log_metrics(flatten_metrics(metrics))
-        mlflow.log_artifact(str(METRICS_JSON))
-        for figure in pngs:
-            mlflow.log_artifact(str(figure))
+        tracking.log(flatten_metrics(metrics), [METRICS_JSON, *pngs])
         uri = registry.log_model(MODELS / final / "model.pt", p.features.n_bins, p.model.embedding_dim)
     out = {"metrics": metrics, "model": final, "model_uri": uri}
     if promote:
@@ -182,12 +178,12 @@ def challenge(params_path: str | Path, model_uri: str, metrics: dict,
     with tracking.stage_run("promote", key, used, tags={"model_uri": model_uri}):
         champion = measure_champion(p, sets, resolve_device(p.train.device))
         if champion is not None and champion.metrics:
-            mlflow.log_metrics(flatten_metrics({"champion": champion.metrics}))
+            tracking.log(flatten_metrics({"champion": champion.metrics}))
         decision = promotion.register_and_promote(
             model_uri, f"{p.data.main_test_set}.mAP", metrics[p.data.main_test_set]["mAP"],
             margin=margin, metrics=metrics, champion=champion)
-        mlflow.set_tags({"decision": decision.alias, "version": decision.version,
-                         "previous_champion": decision.previous_champion_version or "none",
-                         "reason": decision.reason})
-        mlflow.log_text(decision_markdown(decision), "decision.md")
+        tracking.log(tags={"decision": decision.alias, "version": decision.version,
+                           "previous_champion": decision.previous_champion_version or "none",
+                           "reason": decision.reason},
+                     texts={"decision.md": decision_markdown(decision)})
     return decision

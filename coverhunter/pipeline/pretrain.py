@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from coverhunter.mlops.pretrain import prepare_workspace, write_card
+from coverhunter.mlops.pretrain import init_dvc, prepare_workspace, write_card
 from coverhunter.model.checkpoint import load_checkpoint, resolve_device
 from coverhunter.pipeline.layout import load
 
@@ -30,10 +30,7 @@ def setup(params_path: str | Path = "params.yaml") -> Path:
     ignored files) whose stages are this project's."""
     _, raw = load(params_path)
     ws = ROOT / raw["pretrain"]["workspace"]
-    if not (ws / ".dvc").exists():   # first, so a dvc.yaml never sits there outside a DVC project
-        ws.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=ws, check=True)
-        subprocess.run(["dvc", "config", "core.analytics", "false"], cwd=ws, check=True)
+    init_dvc(ws)   # first, so a dvc.yaml never sits there outside a DVC project
     return prepare_workspace(ROOT, raw)
 
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import mlflow
-
 from coverhunter.catalogue.manifest import read_manifest
 from coverhunter.catalogue.validation import raise_for_failures, validate_manifest
 from coverhunter.features.extract import extract_catalogue
@@ -75,8 +73,6 @@ def run(manifest: str | Path, model: str = "champion", out: str | Path = REPORTS
     key = f"score-{fingerprint(str(Path(manifest).resolve()), model)}"
     with tracking.stage_run("score", key, {s: raw[s] for s in ("features", "evaluate", "baselines")},
                             tags={"manifest": str(Path(manifest).resolve()), "model": model}):
-        mlflow.log_metrics(flatten_metrics(metrics))
-        for f in (out / "metrics.json", png, result.report_md):
-            mlflow.log_artifact(str(f))
+        tracking.log(flatten_metrics(metrics), [out / "metrics.json", png, result.report_md])
     tracking.end_parent_run(key)
     return metrics

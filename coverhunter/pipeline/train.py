@@ -20,7 +20,6 @@ import dataclasses
 import shutil
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 
@@ -161,10 +160,8 @@ def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool =
         png = plot_loss(result.history, report_dir / "loss.png", f"{name} model: training loss")
         out = save_model(load_checkpoint(result.checkpoint), model_dir / "model.pt",
                          works=works, fingerprint=key)
-        mlflow.log_artifact(str(csv))
-        mlflow.log_artifact(str(png))
         summary = {"model": str(out), "steps": result.steps, "works": len(works),
                    "recordings": len(df), "items": len(ds),
                    "final_loss": float(history["total"].tail(20).mean())}
-        mlflow.log_metrics({"train_items": len(ds), "final_loss": summary["final_loss"]})
+        tracking.log({"train_items": len(ds), "final_loss": summary["final_loss"]}, [csv, png])
     return summary
