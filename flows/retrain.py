@@ -1,8 +1,6 @@
 """Scheduled retraining with champion/challenger promotion (a Prefect flow and deployment).
 
-    python -m flows.retrain                 # one run now (ephemeral Prefect server without PREFECT_API_URL)
-    python -m flows.retrain --serve         # serve the cron-scheduled deployment (needs `prefect server start`)
-    python -m flows.retrain --deploy POOL   # register it with a work pool, for `prefect worker start --pool POOL`
+    python -m flows.retrain [--serve | --deploy POOL]   # one run now; or serve / register the schedule
 
 A run (settings: `flow:` in params.yaml; its parts are `coverhunter.mlops.retrain`) takes
 the checkout's lock (`flow.lock_file`; held: status `locked`, nothing touched), asks DVC
@@ -82,9 +80,8 @@ def _retrain_locked(params_file: Path, cfg: FlowParams) -> dict:
         "registered_version": decision.version, "decision": decision.alias})
     report = (promotion.decision_markdown(decision, "Retraining: champion/challenger decision")
               + "\n- stages run: " + ", ".join(f"{s} ({why})" for s, why in ran) + "\n")
-    artifact_id = create_markdown_artifact(report, key=ARTIFACT_KEY,
-                                           description="champion/challenger decision of a retrain run")
     print(report)
+    artifact_id = create_markdown_artifact(report, key=ARTIFACT_KEY, description="retrain decision")
     return _result("retrained", f"retrained ({len(ran)} stages); v{decision.version} is "
                    f"{decision.alias}: {decision.reason}", stages=[list(s) for s in ran],
                    metrics=evaluated["metrics"], decision=dataclasses.asdict(decision),

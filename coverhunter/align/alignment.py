@@ -199,6 +199,7 @@ def _summary_table(work_id: Hashable, rec_a: np.ndarray, rec_b: np.ndarray, n_a:
         "reason": pd.Series(list(reason), dtype=object)})
 
 
+# long on purpose: the paper's steps over one similarity matrix in order; split, they would pass six arrays around
 def align_work(work_id: Hashable, recording_ids: Sequence[Hashable],
                embeddings: Sequence[np.ndarray], starts_s: Sequence[np.ndarray],
                threshold: float) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -34,6 +34,7 @@ class Facts:
         return ", ".join(str(v) for v in self.df.loc[mask, "csv_line"])
 
 
+# long on purpose: the table of checks, one entry each, read top to bottom
 def build_checks(splits: list[str], train_split: str, test_sets: list[str],
             min_duration_s: float) -> list[Check]:
     checks: list[Check] = []

@@ -37,6 +37,7 @@ def _clean(cell: str) -> str | None:
     return cell if cell else None
 
 
+# long on purpose: one check after another, each naming its row and fix
 def read_manifest(path: str | Path, *, require_columns: bool = True) -> pd.DataFrame:
     """Read the manifest CSV at ``path`` into a DataFrame, one row per data line.
 

@@ -126,6 +126,7 @@ def _run_suite(df: pd.DataFrame, checks: list[Check], runnable: set[str],
 
 # --------------------------------------------------------------------------- main entry
 
+# long on purpose: the suite's steps in order, each timed
 def validate_manifest(manifest_path: str | Path, splits: list[str], train_split: str,
                       test_sets: list[str], min_duration_s: float, report_dir: str | Path,
                       *, workers: int | None = None, progress: bool = True) -> ValidationResult:

@@ -35,6 +35,7 @@ MANIFEST_COLUMNS = (
 )
 
 
+# long on purpose: the builder's steps in order: select, plan, render (cached), write
 def build_catalogue(p: DemoParams, sample_rate: int, out_dir: Path | str,
                     reference: DemoParams | None = None) -> pd.DataFrame:
     """Build (or bring up to date) the demo catalogue in ``out_dir`` and return its manifest.

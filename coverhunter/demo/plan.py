@@ -95,6 +95,7 @@ def _arrangement(p: DemoParams, a: np.random.Generator, tune: Tune, full_passes:
         comp_ratio=ratio if has_comp else 1.0, comp_threshold_db=threshold if has_comp else 0.0)
 
 
+# long on purpose: the order of the random draws is the seed contract: reordering them changes every catalogue
 def plan_work(p: DemoParams, work: Work, tunes: Mapping[str, Tune],
               sample_rate: int) -> list[dict[str, Any]]:
     """Draw every version of one work: the keyword arguments of each version's

@@ -48,6 +48,7 @@ DRUM_CHANNEL = 9  # General MIDI channel 10, counted from 0
 _MIDI_CHANNELS = 16
 
 
+# long on purpose: one MIDI event loop
 def render_score(
     score: stream.Stream | bytes,
     sample_rate: int,
@@ -161,6 +162,7 @@ def _loaded_soundfont(path: str) -> _tinysoundfont.SoundFont:
     return _tinysoundfont.SoundFont(path)
 
 
+# long on purpose: one MIDI event loop over all parts
 def render_tracks(
     tracks: Sequence[Track],
     sample_rate: int,

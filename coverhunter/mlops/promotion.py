@@ -145,6 +145,7 @@ def _stored_value(champ, metric_name: str) -> float | None:
         return None
 
 
+# long on purpose: register, decide and tag both versions in one place: the tags are the audit trail
 def register_and_promote(model_uri: str, metric_name: str, metric_value: float,
                          name: str = DEFAULT_NAME, higher_is_better: bool = True,
                          margin: float = 0.0, *, metrics: dict | None = None,

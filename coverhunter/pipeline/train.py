@@ -99,6 +99,7 @@ def batch_maker(p: Params, ds, keys: list, df: pd.DataFrame, labels: list[int],
                       device=resolve_device(p.train.device))
 
 
+# long on purpose: coarse and fine share this path; their branches differ only in the data
 def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool = True) -> dict:
     """Train the coarse or the fine model; returns a summary (or why nothing was trained)."""
     if name not in SECTIONS:

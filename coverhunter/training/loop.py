@@ -57,6 +57,7 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+# long on purpose: the loop and its checkpoint and resume protocol read as one unit
 def train(model: CoverHunterNet, loss_fn: CoverHunterLoss, dataset, sampler: PKSampler,
           p: TrainParams, out_dir: str | Path, callback: StepCallback | None = None,
           progress: bool = True, make: BatchMaker | None = None) -> TrainResult:
