@@ -18,7 +18,7 @@ class LogBar:
     def __init__(self, total: int | None, desc: str, unit: str, initial: int = 0,
                  logger: logging.Logger | None = None):
         self.total, self.desc, self.unit, self.n = total, desc, unit, initial
-        self.log = logger or logging.getLogger(f"coverhunter.{desc.replace(' ', '_')}")
+        self.log = logger or logging.getLogger("coverhunter.progress")
         self.start = self.last = time.monotonic()
         self.postfix = ""
         self.closed = False

@@ -210,3 +210,17 @@ def test_lower_is_better_and_non_finite(store, model_uri):
     # a champion registered for another metric is never replaced automatically
     other = promotion.register_and_promote(model_uri, "map_test", 0.9, name=name)
     assert other.alias == "challenger" and other.previous_champion_value is None
+
+
+def test_a_model_registered_before_the_rooms_still_loads(store, net_and_checkpoint, tiny, monkeypatch):
+    """Models logged before the package was organised in folders run the old import in
+    their stored code; it must keep loading and predicting."""
+    old_code = ("import mlflow\nfrom coverhunter.registry import CoverHunterPyfunc\n\n"
+                "mlflow.models.set_model(CoverHunterPyfunc())\n")
+    monkeypatch.setattr(registry, "_MODEL_CODE", old_code)
+    net, path = net_and_checkpoint
+    with tracking.stage_run("train_fine", "old-model-key", PARAMS):
+        uri = registry.log_model(path, tiny.features.n_bins, tiny.model.embedding_dim, input_example=False)
+    x = np.random.default_rng(1).normal(-40, 10, (2, 80, tiny.features.n_bins)).astype(np.float32)
+    got = mlflow.pyfunc.load_model(uri).predict(x)
+    np.testing.assert_allclose(got, net.embed(torch.from_numpy(x)).numpy(), atol=1e-5)
