@@ -71,6 +71,43 @@ def _pretrain(a):
     _show(setup(a.params) if a.step == "setup" else export(a.params, score_demo=not a.no_demo)["metrics"])
 
 
+def _index(a):
+    from coverhunter.pipeline import index
+    if a.action == "build":
+        _show(index.run(a.params))
+    elif a.action == "add":
+        _show(index.change(a.params, add=a.targets[0] if a.targets else sys.exit("index add MANIFEST")))
+    else:
+        _show(index.change(a.params, remove=a.targets or sys.exit("index remove RECORDING_ID...")))
+
+
+def _mmss(seconds: float) -> str:
+    return f"{int(seconds // 60):02d}:{int(round(seconds % 60)):02d}" if seconds % 60 < 59.5 \
+        else f"{int(seconds // 60) + 1:02d}:00"
+
+
+def _identify(a):
+    from coverhunter.params import load_params
+    from coverhunter.pipeline.index import INDEX, final_model
+    from coverhunter.retrieval.search import Searcher
+    p = load_params(a.params)
+    searcher = Searcher.load(a.index or INDEX, a.model or final_model(p), p)
+    results = {str(q): [m.as_dict() for m in searcher.identify(q, a.top)] for q in a.queries}
+    if a.json:
+        print(json.dumps(results, indent=1))
+        return
+    for query, matches in results.items():
+        threshold = "uncalibrated" if searcher.threshold is None else f"threshold {searcher.threshold:.3f}"
+        print(f"{query}  ({threshold})")
+        print(f"  {'#':>2}  {'work':<16} {'recording':<20} {'score':>6}  {'decision':<9} query ↔ reference")
+        for n, m in enumerate(matches, 1):
+            q, r = m["query_s"], m["reference_s"]
+            print(f"  {n:>2}  {m['work_id']:<16} {m['recording_id']:<20} {m['score']:6.3f}  "
+                  f"{m['decision']:<9} {_mmss(q[0])}–{_mmss(q[1])} ↔ {_mmss(r[0])}–{_mmss(r[1])}")
+        if not matches or matches[0]["decision"] != "cover":
+            print("  no match: no catalogue work reaches the threshold")
+
+
 def _ablation(a):
     from coverhunter.mlops.ablation import main as ablation
     ablation([a.action, *(["--rows", a.rows] if a.rows else []), *sum((["-S", s] for s in a.S), [])])
@@ -127,6 +164,15 @@ def parser() -> argparse.ArgumentParser:
     s = add("pretrain", _pretrain, "set up the large-catalogue workspace, or export its model")
     s.add_argument("step", choices=["setup", "export"])
     s.add_argument("--no-demo", action="store_true", help="export: do not score the demo sets")
+    s = add("index", _index, "the catalogue index: build it (the DVC stage), add a manifest, remove ids")
+    s.add_argument("action", choices=["build", "add", "remove"])
+    s.add_argument("targets", nargs="*", help="add: a manifest CSV; remove: recording ids")
+    s = add("identify", _identify, "which catalogue works is each recording a version of, and where")
+    s.add_argument("queries", nargs="+", type=Path, help="audio files (wav, flac, ogg, mp3)")
+    s.add_argument("--top", type=int, help="works per query (default: index.top)")
+    s.add_argument("--json", action="store_true", help="JSON instead of a table")
+    s.add_argument("--index", type=Path, help="index folder (default: artifacts/index)")
+    s.add_argument("--model", type=Path, help="model checkpoint (default: the pipeline's final model)")
     s = add("ablation", _ablation, "Table II: one DVC experiment per row, then the table")
     s.add_argument("action", choices=["run", "report"])
     s.add_argument("--rows", default="", help="comma-separated row names (default: all)")
@@ -148,7 +194,11 @@ def main(argv: list[str] | None = None) -> None:
     log.setLevel(level)
     a.params = a.params if a.params.is_absolute() else (a.repo / a.params).resolve()
     a.progress = True      # a bar on a terminal, log lines otherwise (coverhunter.progress)
-    for name in ("manifest", "out", "model"):   # paths the user typed are relative to here
+    if getattr(a, "queries", None):
+        a.queries = [q.resolve() for q in a.queries]
+    if getattr(a, "action", None) == "add" and getattr(a, "targets", None):
+        a.targets = [str(Path(a.targets[0]).resolve())]
+    for name in ("manifest", "out", "model", "index"):   # paths the user typed are relative to here
         value = getattr(a, name, None)
         if value and Path(value).exists():
             setattr(a, name, str(Path(value).resolve()))

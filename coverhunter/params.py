@@ -257,6 +257,28 @@ class DataParams:
 
 
 @dataclass
+class IndexParams:
+    """The catalogue index and identification [II-D retrieval] (``coverhunter identify``)."""
+    gallery: Annotated[list[str], Field(min_length=1)]   # manifest splits indexed as the catalogue
+    chunk_s: Positive          # chunk length of indexed and query vectors (45 s: the paper's)
+    hop_s: Positive            # between chunk starts (= chunk_s: non-overlapping; less: tighter ranges)
+    kind: str                  # flat | ivf | hnsw | auto
+    nlist: Count               # ivf cells
+    nprobe: Count              # ivf cells searched
+    hnsw_m: Count              # hnsw links per node
+    ef_search: Count           # hnsw search width
+    auto_flat_below: Count     # auto: flat below this many vectors, hnsw above
+    k: Count                   # nearest catalogue chunks fetched per query chunk
+    shortlist: Count           # recordings re-ranked exactly
+    top: Count                 # works reported per query
+    target_far: Annotated[float, Field(gt=0, lt=1)]   # false-accept rate the threshold is calibrated to
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("flat", "ivf", "hnsw", "auto"):
+            raise ValueError(f"params: index.kind must be flat, ivf, hnsw or auto, got {self.kind!r}")
+
+
+@dataclass
 class FlowParams:
     """Prefect flows and the champion/challenger rule (``flow:``)."""
     retries: Size             # extra attempts of a failed stage task
@@ -294,6 +316,7 @@ class Params:
     fine: FineParams
     augment: AugmentParams
     data: DataParams
+    index: IndexParams
     flow: FlowParams
     pretrain: PretrainParams
     demo: Any                  # coverhunter.demo.params.DemoParams of demo.size (its own checks)
@@ -341,7 +364,7 @@ def from_dict(raw: dict[str, Any]) -> Params:
     classes = {"features": FeatureParams, "model": ModelParams, "loss": LossParams,
                "train": TrainParams, "evaluate": EvalParams, "align": AlignParams,
                "fine": FineParams, "augment": AugmentParams, "data": DataParams,
-               "flow": FlowParams, "pretrain": PretrainParams}
+               "index": IndexParams, "flow": FlowParams, "pretrain": PretrainParams}
     if not isinstance(raw, dict):
         raise ValueError(f"params: expected a mapping of sections, got {type(raw).__name__}")
     missing = [k for k in (*classes, "baselines", "demo") if k not in raw]

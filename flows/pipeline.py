@@ -1,5 +1,5 @@
 """The whole pipeline as a Prefect flow: demo → validate → extract → train_coarse → align →
-train_fine → evaluate.
+train_fine → evaluate → index.
 
 Each task calls the very function its DVC stage runs (`coverhunter.pipeline.NAME.run`, looked up when
 the task runs). This module also holds the task wiring the retraining flow
@@ -31,7 +31,7 @@ from coverhunter.mlops import tracking
 from coverhunter.pipeline.layout import PARAMS, load
 from coverhunter.reporting.tables import metrics_table
 
-STAGE_ORDER = ("demo", "validate", "extract", "train_coarse", "align", "train_fine", "evaluate")
+STAGE_ORDER = ("demo", "validate", "extract", "train_coarse", "align", "train_fine", "evaluate", "index")
 NOT_RETRIED = (ValueError,)   # bad params or data (a ManifestError is one): fails at once
 
 
@@ -56,7 +56,7 @@ def stage_call(name: str, params_path: str, progress: bool = False,
     kwargs: dict = dict(options)
     if name in ("train_coarse", "train_fine"):
         args += (name.removeprefix("train_"),)
-    if name in ("validate", "extract", "train_coarse", "train_fine", "align"):
+    if name in ("validate", "extract", "train_coarse", "train_fine", "align", "index"):
         kwargs.setdefault("progress", progress)
     return fn, args, kwargs
 
@@ -108,13 +108,14 @@ def pipeline(params_path: str = str(PARAMS), build_demo: bool = True, progress: 
     """Run every stage in order; returns the evaluate stage's result."""
     p, _ = load(params_path)
     retries, delay = p.flow.retries, p.flow.retry_delay_s
+    result = None
     with mlflow_run_tree():
         for name in STAGE_ORDER:
             if name == "demo" and not build_demo:
                 continue
             # evaluate registers and promotes the model: never retried
-            result = run_stage(name, params_path, 0 if name == "evaluate" else retries, delay,
-                               progress)
+            out = run_stage(name, params_path, 0 if name == "evaluate" else retries, delay, progress)
+            result = out if name == "evaluate" else result
     create_markdown_artifact(metrics_table(result["metrics"]), key="coverhunter-metrics",
                              description="retrieval metrics per model and test set")
     return result

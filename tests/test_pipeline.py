@@ -26,8 +26,9 @@ TINY = {
     "evaluate": {"chunk_s": 15.0, "hop_s": 15.0, "batch_chunks": 8},
     "align": {"batch_chunks": 8},
     "fine": {"max_steps": 20, "min_s": 15.0, "max_s": 25.0},
+    "index": {"chunk_s": 15.0, "hop_s": 5.0},
 }
-ALL_STAGES = {"demo", "validate", "extract", "train_coarse", "align", "train_fine", "evaluate"}
+ALL_STAGES = {"demo", "validate", "extract", "train_coarse", "align", "train_fine", "evaluate", "index"}
 REFERENCES = {"untrained", "baseline_2dftm", "baseline_chroma",    # rows never registered
               "baseline_2dftm_tuned", "baseline_chroma_tuned"}
 
@@ -159,6 +160,49 @@ def test_score_reproduces_evaluate_on_the_same_manifest(repro):
     assert "| champion | test |" in out.stdout
 
 
+def identify(repo: Path, *args: str) -> dict:
+    out = subprocess.run([str(BIN / "coverhunter"), "--repo", str(repo), *args], cwd=repo.parent,
+                         env=env(), text=True, capture_output=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+def test_identify_names_the_work_and_where_it_matches_and_the_index_changes_in_place(repro):
+    """A test recording identified against the catalogue: its own work first, called a cover,
+    matched at the same times in itself. Its work removed from the index: absent from the
+    answer. Added back from a manifest: the answer is the same as before."""
+    import json
+
+    import pandas as pd
+    repo, _ = repro
+    summary = json.loads((repo / "reports" / "index.json").read_text())
+    assert summary["kind"] == "flat" and summary["n_recordings"] > 0
+    assert 0 <= summary["test"]["FAR"] <= 1 and 0 <= summary["test"]["FRR"] <= 1
+    manifest = pd.read_csv(repo / "data" / "demo" / "manifest.csv")
+    row = manifest[manifest["split"] == "test"].sort_values("recording_id").iloc[0]
+    audio = repo / "data" / "demo" / row["audio_path"]
+    before = json.loads(identify(repo, "identify", "--json", str(audio)).stdout)[str(audio)]
+    top = before[0]
+    assert (top["work_id"], top["recording_id"], top["decision"]) == (row["work_id"], row["recording_id"], "cover")
+    assert top["score"] == pytest.approx(1.0, abs=1e-4) and top["query_s"] == top["reference_s"]
+    table = identify(repo, "identify", str(audio)).stdout
+    assert row["work_id"] in table.splitlines()[2] and "cover" in table and " ↔ " in table
+
+    work = manifest[manifest["work_id"] == row["work_id"]]
+    identify(repo, "index", "remove", *work["recording_id"])
+    without = json.loads(identify(repo, "identify", "--json", str(audio)).stdout)[str(audio)]
+    assert row["work_id"] not in {m["work_id"] for m in without}
+    sub = work.assign(audio_path=[str((repo / "data" / "demo" / a).resolve()) for a in work["audio_path"]])
+    sub.to_csv(repo / "back.csv", index=False)
+    identify(repo, "index", "add", str(repo / "back.csv"))
+    again = json.loads(identify(repo, "identify", "--json", str(audio)).stdout)[str(audio)]
+
+    def same(m):        # re-embedded in other batches: scores equal to float rounding
+        return m["work_id"], m["recording_id"], m["decision"], m["query_s"], m["reference_s"]
+    assert [same(m) for m in again] == [same(m) for m in before]
+    assert [m["score"] for m in again] == pytest.approx([m["score"] for m in before], abs=1e-5)
+
+
 def set_param(repo: Path, section: str, key: str, value) -> None:
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params[section][key] = value
@@ -169,14 +213,14 @@ def test_changed_fine_parameter_reruns_only_train_fine_and_evaluate(repro):
     repo, _ = repro
     set_param(repo, "fine", "max_steps", 10)
     out = dvc(repo, "repro")
-    assert stages_run(out.stdout) == {"train_fine", "evaluate"}, out.stdout
+    assert stages_run(out.stdout) == {"train_fine", "evaluate", "index"}, out.stdout
 
 
 def test_changed_train_parameter_reruns_only_training_and_evaluate(repro):
     repo, _ = repro
     set_param(repo, "train", "lr", 0.0005)
     out = dvc(repo, "repro")
-    assert stages_run(out.stdout) == {"train_coarse", "align", "train_fine", "evaluate"}, out.stdout
+    assert stages_run(out.stdout) == {"train_coarse", "align", "train_fine", "evaluate", "index"}, out.stdout
 
 
 def test_coarse_to_fine_switch_skips_align_and_fine(repro):
@@ -185,7 +229,7 @@ def test_coarse_to_fine_switch_skips_align_and_fine(repro):
     repo, _ = repro
     set_param(repo, "fine", "enabled", False)
     out = dvc(repo, "repro")
-    assert stages_run(out.stdout) == {"align", "train_fine", "evaluate"}, out.stdout
+    assert stages_run(out.stdout) == {"align", "train_fine", "evaluate", "index"}, out.stdout
     metrics = yaml.safe_load((repo / "reports" / "metrics.json").read_text())
     assert set(metrics) == REFERENCES | {"coarse"}
     assert yaml.safe_load((repo / "reports" / "align.json").read_text())["skipped"] is True

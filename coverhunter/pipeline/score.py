@@ -15,11 +15,14 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import pandas as pd
+
 from coverhunter.catalogue.manifest import read_manifest
 from coverhunter.catalogue.validation import raise_for_failures, validate_manifest
 from coverhunter.features.extract import extract_catalogue
 from coverhunter.mlops import registry, tracking
 from coverhunter.model.checkpoint import load_model, resolve_device
+from coverhunter.params import Params
 from coverhunter.pipeline.layout import ARTIFACTS, PARAMS, REPORTS, fingerprint, load, write_json
 from coverhunter.reporting.plots import plot_metrics
 from coverhunter.reporting.tables import flatten_metrics
@@ -49,19 +52,28 @@ def row_name(model: str) -> str:
     return model.replace("models:/", "").replace("/", "-").replace(":", "-").replace("@", "-")
 
 
+def prepare_manifest(manifest: str | Path, p: Params, report_dir: Path,
+                     progress: bool = True) -> tuple[pd.DataFrame, list[str], Path]:
+    """Validate another manifest (bad rows stop with their line and fix) and extract its
+    features into the scoring cache ``SCORE_FEATURES``; returns the validated rows, its
+    splits other than ``data.train_split`` and the validation report."""
+    splits = sorted(set(read_manifest(manifest)["split"].dropna()) - {p.data.train_split})
+    result = validate_manifest(manifest, [p.data.train_split, *splits], p.data.train_split, splits,
+                               min_duration_s=p.evaluate.min_duration_s, report_dir=report_dir,
+                               progress=progress)
+    raise_for_failures(result)
+    df = result.manifest
+    extract_catalogue(df["recording_id"].tolist(), df["audio_file"].tolist(), SCORE_FEATURES,
+                      p.features, resolve_device(p.train.device), progress)
+    return df, splits, result.report_md
+
+
 def run(manifest: str | Path, model: str = "champion", out: str | Path = REPORTS / "score",
         params_path: str | Path = PARAMS, progress: bool = True) -> dict:
     p, raw = load(params_path)
     out = Path(out)
-    splits = sorted(set(read_manifest(manifest)["split"].dropna()) - {p.data.train_split})
-    result = validate_manifest(manifest, [p.data.train_split, *splits], p.data.train_split, splits,
-                               min_duration_s=p.evaluate.min_duration_s, report_dir=out,
-                               progress=progress)
-    raise_for_failures(result)
-    df = result.manifest
+    df, splits, report_md = prepare_manifest(manifest, p, out, progress)
     device = resolve_device(p.train.device)
-    extract_catalogue(df["recording_id"].tolist(), df["audio_file"].tolist(), SCORE_FEATURES,
-                      p.features, device, progress)
     tracking.configure(Path.cwd())
     with tempfile.TemporaryDirectory() as tmp:
         net = resolve_model(model, Path(tmp))
@@ -73,6 +85,6 @@ def run(manifest: str | Path, model: str = "champion", out: str | Path = REPORTS
     key = f"score-{fingerprint(str(Path(manifest).resolve()), model)}"
     with tracking.stage_run("score", key, {s: raw[s] for s in ("features", "evaluate", "baselines")},
                             tags={"manifest": str(Path(manifest).resolve()), "model": model}):
-        tracking.log(flatten_metrics(metrics), [out / "metrics.json", png, result.report_md])
+        tracking.log(flatten_metrics(metrics), [out / "metrics.json", png, report_md])
     tracking.end_parent_run(key)
     return metrics

@@ -1,0 +1,166 @@
+"""A catalogue's chunk vectors in a faiss index [II-D retrieval]: every vector tagged with
+its recording, its work and where its chunk starts and ends.
+
+The vectors are L2-normalised, so an inner-product index ranks by cosine similarity.
+``kind``: ``flat`` (exact), ``ivf`` (inverted lists: ``nlist`` cells, ``nprobe`` searched)
+or ``hnsw`` (a graph with ``hnsw_m`` links, ``ef_search`` wide). The vectors themselves are
+kept beside the faiss structure (``vectors.npy``), so the exact re-ranking needs no second
+store and adding or removing recordings never embeds the catalogue again.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pandas as pd
+
+TAG_COLUMNS = ["recording_id", "work_id", "start_s", "end_s"]
+VECTORS, TAGS, META = "vectors.npy", "tags.parquet", "index.json"
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """How the faiss structure is built (``index:`` params)."""
+    kind: str            # flat | ivf | hnsw | auto
+    nlist: int           # ivf: cells (at most n_vectors / 39: faiss wants ~39 points per cell)
+    nprobe: int          # ivf: cells searched per query
+    hnsw_m: int          # hnsw: links per node
+    ef_search: int       # hnsw: candidates kept while searching
+    auto_flat_below: int  # auto: flat below this many vectors, else hnsw
+
+    def resolved(self, n: int) -> str:
+        if self.kind != "auto":
+            return self.kind
+        return "flat" if n < self.auto_flat_below else "hnsw"
+
+
+def _faiss_index(vectors: np.ndarray, spec: IndexSpec) -> faiss.Index:
+    """The search structure over ``vectors`` ``(n, d)``."""
+    n, d = vectors.shape
+    kind = spec.resolved(n)
+    if kind == "flat":
+        index = faiss.IndexFlatIP(d)
+    elif kind == "ivf":
+        nlist = max(1, min(spec.nlist, n // 39))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.train(vectors)
+        index.nprobe = min(spec.nprobe, nlist)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(d, spec.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efSearch = spec.ef_search
+    else:
+        raise ValueError(f"index.kind must be flat, ivf, hnsw or auto, got {spec.kind!r}")
+    if n:
+        index.add(vectors)
+    return index
+
+
+class ChunkIndex:
+    """Chunk vectors ``(n, d)`` with tags (one row each: ``TAG_COLUMNS``), searchable.
+
+    ``meta`` records what the vectors were made with (model, features, chunking); a query
+    is embedded the same way or refused (:mod:`coverhunter.retrieval.search`)."""
+
+    def __init__(self, vectors: np.ndarray, tags: pd.DataFrame, spec: IndexSpec, meta: dict):
+        if len(vectors) != len(tags):
+            raise ValueError(f"{len(vectors)} vectors but {len(tags)} tags")
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.tags = tags.reset_index(drop=True)[TAG_COLUMNS]
+        self.spec, self.meta = spec, dict(meta)
+        self.faiss = _faiss_index(self.vectors, spec)
+        self._rows = self.tags.groupby("recording_id", sort=False).indices   # recording -> rows
+
+    @classmethod
+    def from_recordings(cls, chunks: Sequence[np.ndarray], starts_s: Sequence[np.ndarray],
+                        chunk_s: float, recording_ids: Sequence[str], work_ids: Sequence[str],
+                        durations_s: Sequence[float], spec: IndexSpec, meta: dict) -> ChunkIndex:
+        """From per-recording chunk vectors ``(n_i, d)`` and their start times (s)."""
+        vectors, tags = _stack(chunks, starts_s, chunk_s, recording_ids, work_ids, durations_s)
+        return cls(vectors, tags, spec, meta)
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    @property
+    def kind(self) -> str:
+        return self.spec.resolved(len(self))
+
+    def recordings(self) -> list[str]:
+        return list(self._rows)
+
+    def rows_of(self, recording_id: str) -> np.ndarray:
+        return self._rows[recording_id]
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` most similar chunk vectors of each query ``(m, d)``: similarities and
+        rows, each ``(m, k)`` (row -1 where fewer than ``k`` exist)."""
+        k = min(k, len(self))
+        if k == 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        return self.faiss.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+
+    def add(self, other: ChunkIndex) -> ChunkIndex:
+        """This index with ``other``'s recordings added (replacing any with the same id)."""
+        _check_same(self.meta, other.meta)
+        kept = self.drop([r for r in other.recordings() if r in self._rows])
+        vectors = np.concatenate([kept.vectors, other.vectors])
+        return ChunkIndex(vectors, pd.concat([kept.tags, other.tags]), self.spec, self.meta)
+
+    def drop(self, recording_ids: Sequence[str]) -> ChunkIndex:
+        """This index without ``recording_ids`` (unknown ids are an error naming them)."""
+        unknown = sorted(set(recording_ids) - set(self._rows))
+        if unknown:
+            raise KeyError(f"not in the index: {', '.join(unknown[:10])}"
+                           + (f" (+{len(unknown) - 10} more)" if len(unknown) > 10 else ""))
+        keep = ~self.tags["recording_id"].isin(set(recording_ids)).to_numpy()
+        return ChunkIndex(self.vectors[keep], self.tags[keep], self.spec, self.meta)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``vectors.npy``, ``tags.parquet`` and ``index.json`` (spec and meta), each
+        atomically; the faiss structure is rebuilt on load (cheap next to embedding)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        _atomic(folder / VECTORS, lambda p: np.save(p, self.vectors))
+        _atomic(folder / TAGS, lambda p: self.tags.to_parquet(p, index=False))
+        doc = {"spec": asdict(self.spec), "meta": self.meta, "kind": self.kind,
+               "n_vectors": len(self), "n_recordings": len(self._rows)}
+        _atomic(folder / META, lambda p: Path(p).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n"))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> ChunkIndex:
+        folder = Path(folder)
+        missing = [n for n in (VECTORS, TAGS, META) if not (folder / n).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{folder} is not a chunk index (missing {', '.join(missing)}): "
+                                    "build one with `coverhunter index build`")
+        doc = json.loads((folder / META).read_text())
+        return cls(np.load(folder / VECTORS), pd.read_parquet(folder / TAGS),
+                   IndexSpec(**doc["spec"]), doc["meta"])
+
+
+def _stack(chunks, starts_s, chunk_s, recording_ids, work_ids, durations_s) -> tuple[np.ndarray, pd.DataFrame]:
+    rows = [(r, w, float(s), float(min(s + chunk_s, dur)))
+            for c, st, r, w, dur in zip(chunks, starts_s, recording_ids, work_ids, durations_s)
+            for s in st]
+    d = chunks[0].shape[1] if len(chunks) else 0
+    vectors = np.concatenate(chunks) if len(chunks) else np.zeros((0, d), np.float32)
+    return vectors, pd.DataFrame(rows, columns=TAG_COLUMNS)
+
+
+def _check_same(a: dict, b: dict) -> None:
+    differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k != "built")
+    if differ:
+        raise ValueError("the recordings to add were embedded differently from the index: "
+                         + ", ".join(f"{k} ({a.get(k)!r} in the index, {b.get(k)!r} new)" for k in differ))
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp" + path.suffix)
+    write(tmp)
+    os.replace(tmp, path)

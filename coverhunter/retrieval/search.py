@@ -1,0 +1,182 @@
+"""Identify a recording against a catalogue [II-D retrieval]: which works is it a version
+of, how sure, and where does it match.
+
+The query's chunks are embedded as the index's were, each finds its ``k`` nearest
+catalogue chunks, recordings are scored by the paper's closest-chunk-pair rule
+(the highest cosine similarity of any query chunk with any of theirs), a shortlist is
+re-ranked exactly against every chunk of each recording, and the best recording stands
+for its work. A work is a ``cover`` when its score reaches the threshold calibrated on the
+validation works at a target false-accept rate (:func:`calibrate`), else ``no match``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from coverhunter.digest import file_sha1
+from coverhunter.features.audio import load_audio
+from coverhunter.features.chunking import chunk_features
+from coverhunter.features.cqt import CQTFrontEnd, extract_cqt
+from coverhunter.features.extract import features_hash
+from coverhunter.model import CoverHunterNet
+from coverhunter.model.checkpoint import load_model
+from coverhunter.params import Params
+from coverhunter.retrieval.index import ChunkIndex
+from coverhunter.retrieval.inference import embed_chunks
+
+COVER, NO_MATCH = "cover", "no match"
+
+
+@dataclass(frozen=True)
+class Match:
+    """One catalogue work for a query: its best recording, the similarity of their closest
+    chunk pair, the decision, and the matched stretch in each (seconds)."""
+    work_id: str
+    recording_id: str
+    score: float
+    decision: str
+    query_s: tuple[float, float]
+    reference_s: tuple[float, float]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def index_meta(model_path: str | Path, p: Params, model_version: str | None = None) -> dict:
+    """What a query must share with the index: the model's bytes, the CQT settings and
+    the chunking (``index.chunk_s`` / ``index.hop_s``)."""
+    return {"model_sha1": file_sha1(model_path), "model_version": model_version,
+            "features_hash": features_hash(p.features), "chunk_s": p.index.chunk_s,
+            "hop_s": p.index.hop_s}
+
+
+def check_compatible(index: ChunkIndex, expected: dict, index_dir: str | Path) -> None:
+    """Refuse a query set up unlike the index, naming what differs and the fix."""
+    names = {"model_sha1": "model", "features_hash": "features (CQT params)",
+             "chunk_s": "index.chunk_s", "hop_s": "index.hop_s"}
+    differ = [names[k] for k in names if index.meta.get(k) != expected.get(k)]
+    if differ:
+        raise ValueError(f"{index_dir} was built with another {', '.join(differ)} than this "
+                         "query would use: rebuild it (`coverhunter index build`) or query "
+                         "with the model and params it was built with")
+
+
+def chunk_vectors(model: CoverHunterNet, feats: np.ndarray, chunk_s: float, hop_s: float,
+                  frame_rate: float, batch: int, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """A recording's chunk vectors ``(n, d)`` and chunk start times ``(n,)`` in seconds."""
+    starts, chunks = chunk_features(feats, chunk_s, hop_s, frame_rate)
+    return embed_chunks(model, chunks, batch, device), starts / frame_rate
+
+
+def _diagonal(sim: np.ndarray, i: int, j: int, floor: float) -> tuple[int, int, int, int]:
+    """The run of chunk pairs on the best pair's diagonal (same time offset) whose
+    similarity stays at or above ``floor``: first and last query and reference chunks."""
+    lo = 0
+    while i - lo - 1 >= 0 and j - lo - 1 >= 0 and sim[i - lo - 1, j - lo - 1] >= floor:
+        lo += 1
+    hi = 0
+    while i + hi + 1 < sim.shape[0] and j + hi + 1 < sim.shape[1] and sim[i + hi + 1, j + hi + 1] >= floor:
+        hi += 1
+    return i - lo, i + hi, j - lo, j + hi
+
+
+def rank(index: ChunkIndex, q_vectors: np.ndarray, q_starts: np.ndarray, q_duration: float,
+         k: int, shortlist: int, threshold: float | None, top: int) -> list[Match]:
+    """Works for query chunk vectors ``(m, d)`` starting at ``q_starts`` (s), best first."""
+    sims, rows = index.search(q_vectors, k)                        # (m, k) each
+    approx: dict[str, float] = {}
+    for s, r in zip(sims.ravel(), rows.ravel()):
+        if r >= 0:
+            rec = index.tags.at[int(r), "recording_id"]
+            approx[rec] = max(approx.get(rec, -np.inf), float(s))
+    chunk_s = index.meta["chunk_s"]
+    scored = []
+    for rec in sorted(approx, key=approx.get, reverse=True)[:shortlist]:
+        ref = index.rows_of(rec)
+        sim = q_vectors @ index.vectors[ref].T                      # exact (m, n_ref)
+        i, j = np.unravel_index(int(np.argmax(sim)), sim.shape)
+        score = float(sim[i, j])
+        floor = threshold if threshold is not None and score >= threshold else score
+        i0, i1, j0, j1 = _diagonal(sim, i, j, floor)
+        tags = index.tags.iloc[ref]
+        ref_s = (float(tags["start_s"].iloc[j0]), float(tags["end_s"].iloc[j1]))
+        q_s = (float(q_starts[i0]), float(min(q_starts[i1] + chunk_s, q_duration)))
+        decision = COVER if threshold is not None and score >= threshold else NO_MATCH
+        scored.append(Match(str(tags["work_id"].iloc[0]), rec, score, decision, q_s, ref_s))
+    best: dict[str, Match] = {}
+    for m in sorted(scored, key=lambda m: (-m.score, m.recording_id)):
+        best.setdefault(m.work_id, m)
+    return list(best.values())[:top]
+
+
+class Searcher:
+    """A model and the catalogue index built with it: ``identify(path)`` → ranked works."""
+
+    def __init__(self, index: ChunkIndex, model: CoverHunterNet, p: Params, device: str = "cpu"):
+        self.index, self.model, self.p, self.device = index, model.eval(), p, device
+        self.front = CQTFrontEnd(p.features)
+
+    @classmethod
+    def load(cls, index_dir: str | Path, model_path: str | Path, p: Params,
+             device: str = "cpu") -> Searcher:
+        """Refuses a model, CQT settings or chunking other than the index's."""
+        index = ChunkIndex.load(index_dir)
+        check_compatible(index, index_meta(model_path, p), index_dir)
+        return cls(index, load_model(model_path), p, device)
+
+    @property
+    def threshold(self) -> float | None:
+        return self.index.meta.get("threshold")
+
+    @torch.no_grad()
+    def identify_features(self, feats: np.ndarray, top: int | None = None) -> list[Match]:
+        """Works for a log-CQT ``(frames, bins)``, best first."""
+        fps = self.p.features.frame_rate
+        vectors, starts = chunk_vectors(self.model, feats, self.index.meta["chunk_s"],
+                                        self.index.meta["hop_s"], fps, self.p.evaluate.batch_chunks,
+                                        self.device)
+        ip = self.p.index
+        return rank(self.index, vectors, starts, len(feats) / fps, ip.k, ip.shortlist,
+                    self.threshold, top or ip.top)
+
+    def identify(self, path: str | Path, top: int | None = None) -> list[Match]:
+        """Works for an audio file (any format the pipeline decodes), best first."""
+        audio = load_audio(path, self.p.features.sample_rate)
+        (feats,) = extract_cqt([audio], self.front, self.device)
+        return self.identify_features(feats, top)
+
+
+def calibrate(negative_scores: np.ndarray, target_far: float) -> float:
+    """The score threshold at which a share ``target_far`` of queries whose work is not in
+    the catalogue would still be called a cover: the (1 - far) quantile of their best
+    scores (the higher order statistic, so the measured rate never exceeds the target)."""
+    if len(negative_scores) == 0:
+        raise ValueError("no queries to calibrate the threshold on")
+    return float(np.quantile(np.asarray(negative_scores, dtype=np.float64), 1.0 - target_far,
+                             method="higher"))
+
+
+def open_set_scores(similarity: np.ndarray, query_works, gallery_works, query_ids,
+                    gallery_ids) -> tuple[np.ndarray, np.ndarray]:
+    """From track similarities ``(n_q, n_g)`` (closest chunk pair), per query: its best
+    score among the *other* works (what it scores when its own work is absent from the
+    catalogue) and among its own work's other recordings (NaN when there are none)."""
+    qw, gw = np.asarray(query_works)[:, None], np.asarray(gallery_works)[None, :]
+    itself = np.asarray(query_ids)[:, None] == np.asarray(gallery_ids)[None, :]
+    same = (qw == gw) & ~itself
+    other = qw != gw
+    neg = np.where(other, similarity, -np.inf).max(axis=1)
+    pos = np.where(same, similarity, -np.inf).max(axis=1)
+    return neg, np.where(np.isfinite(pos), pos, np.nan)
+
+
+def open_set_rates(negative: np.ndarray, positive: np.ndarray, threshold: float) -> dict:
+    """False-accept rate (absent works called a cover) and false-reject rate (present works
+    not called one) at ``threshold``."""
+    pos = positive[~np.isnan(positive)]
+    return {"threshold": threshold, "FAR": float(np.mean(negative >= threshold)),
+            "FRR": float(np.mean(pos < threshold)) if len(pos) else float("nan"),
+            "n_negative": int(len(negative)), "n_positive": int(len(pos))}

@@ -1,0 +1,136 @@
+"""The catalogue index and identification (coverhunter/retrieval/index.py, search.py), on
+synthetic chunk vectors with known answers."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from coverhunter.retrieval.index import ChunkIndex, IndexSpec
+from coverhunter.retrieval.search import (COVER, NO_MATCH, calibrate, check_compatible, open_set_rates,
+                                          open_set_scores, rank)
+
+D, CHUNK, HOP = 16, 45.0, 15.0
+META = {"model_sha1": "m", "features_hash": "f", "chunk_s": CHUNK, "hop_s": HOP, "model_version": None}
+
+
+def spec(kind="flat"):
+    return IndexSpec(kind, nlist=4, nprobe=4, hnsw_m=16, ef_search=64, auto_flat_below=1000)
+
+
+def unit(x):
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def catalogue(n_rec=12, n_chunks=5, seed=0):
+    """Recordings r00..: random unit chunk vectors, two recordings per work."""
+    rng = np.random.default_rng(seed)
+    vecs = [unit(rng.normal(size=(n_chunks, D))) for _ in range(n_rec)]
+    ids = [f"r{i:02d}" for i in range(n_rec)]
+    works = [f"w{i // 2}" for i in range(n_rec)]
+    starts = [np.arange(n_chunks) * HOP for _ in range(n_rec)]
+    durations = [float((n_chunks - 1) * HOP + CHUNK)] * n_rec
+    return vecs, starts, ids, works, durations
+
+
+def build(vecs, starts, ids, works, durations, kind="flat"):
+    return ChunkIndex.from_recordings(vecs, starts, CHUNK, ids, works, durations, spec(kind), META)
+
+
+def test_flat_search_is_exact_inner_product():
+    vecs, *rest = catalogue()
+    index = build(vecs, *rest)
+    q = unit(np.random.default_rng(1).normal(size=(3, D)))
+    sims, rows = index.search(q, 7)
+    full = q @ np.concatenate(vecs).T
+    np.testing.assert_array_equal(rows, np.argsort(-full, axis=1, kind="stable")[:, :7])
+    np.testing.assert_allclose(sims, np.sort(full, axis=1)[:, ::-1][:, :7], atol=1e-6)
+
+
+def test_a_copied_stretch_finds_its_recording_and_where():
+    """The query is chunks 2 and 3 of r05: work w2 first, a cover, matched at 00:00-01:00 of
+    the query and 00:30-01:30 of r05 (chunks of 45 s every 15 s)."""
+    vecs, starts, ids, works, durations = catalogue()
+    index = build(vecs, starts, ids, works, durations)
+    q = vecs[5][2:4]
+    matches = rank(index, q, np.array([0.0, 15.0]), 60.0, k=10, shortlist=5, threshold=0.8, top=3)
+    best = matches[0]
+    assert (best.work_id, best.recording_id, best.decision) == ("w2", "r05", COVER)
+    assert best.score == pytest.approx(1.0, abs=1e-6)
+    assert best.query_s == (0.0, 60.0) and best.reference_s == (30.0, 90.0)
+    assert all(m.decision == NO_MATCH for m in matches[1:])      # random vectors: far below 0.8
+    assert len({m.work_id for m in matches}) == len(matches)     # one line per work
+
+
+def test_add_and_remove_rank_as_a_rebuild():
+    vecs, starts, ids, works, durations = catalogue()
+    full = build(vecs, starts, ids, works, durations)
+    first = build(vecs[:8], starts[:8], ids[:8], works[:8], durations[:8])
+    rest = build(vecs[8:], starts[8:], ids[8:], works[8:], durations[8:])
+    grown = first.add(rest)
+    shrunk = full.drop(["r03", "r10"])
+    rebuilt = build(*[[x for i, x in enumerate(col) if ids[i] not in ("r03", "r10")]
+                      for col in (vecs, starts, ids, works, durations)])
+    q = unit(np.random.default_rng(2).normal(size=(4, D)))
+    for a, b in ((grown, full), (shrunk, rebuilt)):
+        got = rank(a, q, np.arange(4) * HOP, 90.0, 20, 12, 0.5, 6)
+        want = rank(b, q, np.arange(4) * HOP, 90.0, 20, 12, 0.5, 6)
+        assert got == want
+    with pytest.raises(KeyError, match="r99"):
+        full.drop(["r99"])
+    with pytest.raises(ValueError, match="model_sha1"):
+        first.add(ChunkIndex(rest.vectors, rest.tags, rest.spec, META | {"model_sha1": "other"}))
+
+
+def test_saved_index_loads_and_searches_the_same(tmp_path):
+    index = build(*catalogue())
+    index.meta["threshold"] = 0.7
+    index.save(tmp_path / "ix")
+    back = ChunkIndex.load(tmp_path / "ix")
+    q = unit(np.random.default_rng(3).normal(size=(2, D)))
+    assert back.meta["threshold"] == 0.7 and back.tags.equals(index.tags)
+    for got, want in zip(back.search(q, 5), index.search(q, 5)):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(FileNotFoundError, match="coverhunter index build"):
+        ChunkIndex.load(tmp_path / "none")
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_approximate_kinds_find_near_copies(kind):
+    vecs, starts, ids, works, durations = catalogue(n_rec=200, n_chunks=4)
+    index = build(vecs, starts, ids, works, durations, kind)
+    assert index.kind == kind
+    rng = np.random.default_rng(4)
+    q = unit(np.concatenate(vecs)[::37] + 0.05 * rng.normal(size=(22, D)))
+    _, rows = index.search(q, 1)
+    assert np.mean(rows[:, 0] == np.arange(0, 800, 37)) >= 0.9
+
+
+def test_a_query_set_up_unlike_the_index_is_refused():
+    index = build(*catalogue())
+    check_compatible(index, META, "ix")
+    with pytest.raises(ValueError, match=r"ix was built with another model, index.hop_s"):
+        check_compatible(index, META | {"model_sha1": "x", "hop_s": 5.0}, "ix")
+
+
+def test_calibration_and_open_set_rates_by_hand():
+    neg = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    assert calibrate(neg, 0.1) == 1.0             # one in ten absent works still accepted
+    assert calibrate(neg, 0.35) == 0.7            # the 0.65 quantile, rounded up to a score
+    rates = open_set_rates(neg, np.array([0.95, 0.6, np.nan]), 0.7)
+    assert (rates["FAR"], rates["FRR"], rates["n_positive"]) == (0.4, 0.5, 2)
+    # queries a (work x), b (work x), c (work y) against gallery a, b, c, d (work z)
+    sim = np.array([[1.0, 0.8, 0.3, 0.5],
+                    [0.8, 1.0, 0.2, 0.1],
+                    [0.3, 0.2, 1.0, 0.9]])
+    neg, pos = open_set_scores(sim, ["x", "x", "y"], ["x", "x", "y", "z"],
+                               ["a", "b", "c"], ["a", "b", "c", "d"])
+    np.testing.assert_allclose(neg, [0.5, 0.2, 0.9])
+    np.testing.assert_allclose(pos, [0.8, 0.8, np.nan])
+
+
+def test_tags_hold_each_chunks_time_span():
+    vecs, starts, ids, works, durations = catalogue(n_rec=2, n_chunks=3)
+    durations = [100.0, 50.0]
+    index = build(vecs, starts, ids, works, durations)
+    t = index.tags.set_index(["recording_id", "start_s"])["end_s"]
+    assert t[("r00", 30.0)] == 75.0 and t[("r01", 30.0)] == 50.0      # cut at the recording's end
+    assert isinstance(index.tags, pd.DataFrame) and len(index) == 6
