@@ -5,8 +5,15 @@ import pandas as pd
 import pytest
 
 from coverhunter.retrieval.index import ChunkIndex, IndexSpec
-from coverhunter.retrieval.search import (COVER, NO_MATCH, calibrate, check_compatible, open_set_rates,
-                                          open_set_scores, rank)
+from coverhunter.retrieval.search import (
+    COVER,
+    NO_MATCH,
+    calibrate,
+    check_compatible,
+    open_set_rates,
+    open_set_scores,
+    rank,
+)
 
 D, CHUNK, HOP = 16, 45.0, 15.0
 META = {"model_sha1": "m", "features_hash": "f", "chunk_s": CHUNK, "hop_s": HOP, "model_version": None}

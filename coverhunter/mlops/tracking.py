@@ -24,7 +24,8 @@ values, never on key order or on the process, so equal params give equal hashes 
 stage and on every machine.
 
 Telemetry is off: importing this module sets ``MLFLOW_DISABLE_TELEMETRY=true`` and
-``DO_NOT_TRACK=true`` unless the environment already says otherwise. MLflow only counts
+``DO_NOT_TRACK=true`` (and hides the artifact download bars) unless the environment
+already says otherwise. MLflow only counts
 ``DO_NOT_TRACK=true`` (``1`` is ignored), so the first one is what matters.
 """
 from __future__ import annotations
@@ -44,6 +45,7 @@ from typing import Any
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")   # no \r bars in logs
 
 import mlflow  # noqa: E402  (after the telemetry switches)
 from mlflow.entities import Metric, RunStatus  # noqa: E402

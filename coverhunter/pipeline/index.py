@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from coverhunter.features.chunking import chunk_features
@@ -76,13 +75,13 @@ def run(params_path: str | Path = "params.yaml", progress: bool = True) -> dict:
     index = build(p, rows, model_path, meta)
 
     val = df[df["split"] == p.data.val_split].sort_values("recording_id")
-    neg, _ = open_set(index, p, val, model_path)
+    neg, pos = open_set(index, p, val, model_path)
     threshold = calibrate(neg, p.index.target_far)
     index.meta.update(threshold=threshold, target_far=p.index.target_far)
     index.save(INDEX)
     summary = {"kind": index.kind, "n_vectors": len(index), "n_recordings": len(index.recordings()),
                "threshold": threshold, "target_far": p.index.target_far,
-               "val": open_set_rates(neg, np.full(0, np.nan), threshold)}
+               "val": open_set_rates(neg, pos, threshold)}
     for name in p.data.test_sets:
         q = df[df["split"] == name].sort_values("recording_id")
         if len(q):

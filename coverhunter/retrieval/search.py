@@ -178,5 +178,5 @@ def open_set_rates(negative: np.ndarray, positive: np.ndarray, threshold: float)
     not called one) at ``threshold``."""
     pos = positive[~np.isnan(positive)]
     return {"threshold": threshold, "FAR": float(np.mean(negative >= threshold)),
-            "FRR": float(np.mean(pos < threshold)) if len(pos) else float("nan"),
+            "FRR": float(np.mean(pos < threshold)) if len(pos) else None,
             "n_negative": int(len(negative)), "n_positive": int(len(pos))}
