@@ -1,0 +1,56 @@
+"""The sections of operations: the catalogue index, the Prefect flows, pretraining."""
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from coverhunter.params.base import Count, NonNegative, Positive, Size, dataclass
+
+
+@dataclass
+class IndexParams:
+    """The catalogue index and identification [II-D retrieval] (``coverhunter identify``)."""
+    gallery: Annotated[list[str], Field(min_length=1)]   # manifest splits indexed as the catalogue
+    chunk_s: Positive          # chunk length of indexed and query vectors (45 s: the paper's)
+    hop_s: Positive            # between chunk starts (= chunk_s: non-overlapping; less: tighter ranges)
+    kind: str                  # flat | ivf | hnsw | auto
+    nlist: Count               # ivf cells
+    nprobe: Count              # ivf cells searched
+    hnsw_m: Count              # hnsw links per node
+    ef_search: Count           # hnsw search width
+    auto_flat_below: Count     # auto: flat below this many vectors, hnsw above
+    k: Count                   # nearest catalogue chunks fetched per query chunk
+    shortlist: Count           # recordings re-ranked exactly
+    top: Count                 # works reported per query
+    target_far: Annotated[float, Field(gt=0, lt=1)]   # false-accept rate the threshold is calibrated to
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("flat", "ivf", "hnsw", "auto"):
+            raise ValueError(f"params: index.kind must be flat, ivf, hnsw or auto, got {self.kind!r}")
+
+
+@dataclass
+class FlowParams:
+    """Prefect flows and the champion/challenger rule (``flow:``)."""
+    retries: Size             # extra attempts of a failed stage task
+    retry_delay_s: NonNegative
+    promotion_margin: NonNegative   # the champion moves only on a main-test-set mAP gain >= this
+    deployment: str           # name of the scheduled retraining deployment
+    cron: str                 # its schedule (standard cron)
+    timezone: str             # IANA zone the cron is read in
+    on_overlap: str           # enqueue | cancel_new
+    lock_file: str            # one retrain run at a time per checkout
+    lock_wait_s: NonNegative
+    state_file: str           # the last successful retrain (what ran, the decision)
+
+    def __post_init__(self) -> None:
+        if self.on_overlap not in ("enqueue", "cancel_new"):
+            raise ValueError(f"params: flow.on_overlap must be enqueue or cancel_new, got {self.on_overlap!r}")
+
+
+@dataclass
+class PretrainParams:
+    """``make pretrain``: the pipeline on the large catalogue in a workspace of its own."""
+    workspace: str              # folder with its own params.yaml, DVC lock, MLflow store, outputs
+    overrides: dict[str, Any]   # dotted keys of params.yaml set in the workspace's copy
