@@ -7,6 +7,7 @@ the stage's name."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -108,6 +109,16 @@ def _identify(a):
             print("  no match: no catalogue work reaches the threshold")
 
 
+def _serve(a):
+    from coverhunter.params import load_params
+    from coverhunter.pipeline.index import INDEX, final_model
+    from coverhunter.retrieval.search import Searcher
+    from coverhunter.retrieval.service import serve
+    p = load_params(a.params)
+    s = dataclasses.replace(p.serve, **{k: v for k, v in (("host", a.host), ("port", a.port)) if v is not None})
+    serve(Searcher.load(a.index or INDEX, a.model or final_model(p), p), s)
+
+
 def _ablation(a):
     from coverhunter.mlops.ablation import main as ablation
     ablation([a.action, *(["--rows", a.rows] if a.rows else []), *sum((["-S", s] for s in a.S), [])])
@@ -171,6 +182,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("queries", nargs="+", type=Path, help="audio files (wav, flac, ogg, mp3)")
     s.add_argument("--top", type=int, help="works per query (default: index.top)")
     s.add_argument("--json", action="store_true", help="JSON instead of a table")
+    s.add_argument("--index", type=Path, help="index folder (default: artifacts/index)")
+    s.add_argument("--model", type=Path, help="model checkpoint (default: the pipeline's final model)")
+    s = add("serve", _serve, "identification over HTTP: POST /identify (audio body), GET /health")
+    s.add_argument("--host", help="default: serve.host")
+    s.add_argument("--port", type=int, help="default: serve.port")
     s.add_argument("--index", type=Path, help="index folder (default: artifacts/index)")
     s.add_argument("--model", type=Path, help="model checkpoint (default: the pipeline's final model)")
     s = add("ablation", _ablation, "Table II: one DVC experiment per row, then the table")

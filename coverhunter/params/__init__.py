@@ -27,11 +27,11 @@ from coverhunter.params.method import (
     ModelParams,
     TrainParams,
 )
-from coverhunter.params.ops import FlowParams, IndexParams, PretrainParams
+from coverhunter.params.ops import FlowParams, IndexParams, PretrainParams, ServeParams
 
 __all__ = ["AlignParams", "AugmentParams", "BaselineParams", "DataParams", "EvalParams", "FeatureParams",
            "FineParams", "FlowParams", "IndexParams", "LossParams", "ModelParams", "Params",
-           "PretrainParams", "TrainParams", "dataclass", "from_dict", "load", "load_params",
+           "PretrainParams", "ServeParams", "TrainParams", "dataclass", "from_dict", "load", "load_params",
            "profiles", "section"]
 
 
@@ -48,6 +48,7 @@ class Params:
     augment: AugmentParams
     data: DataParams
     index: IndexParams
+    serve: ServeParams
     flow: FlowParams
     pretrain: PretrainParams
     demo: Any                  # coverhunter.demo.params.DemoParams of demo.size (its own checks)
@@ -95,7 +96,7 @@ def from_dict(raw: dict[str, Any]) -> Params:
     classes = {"features": FeatureParams, "model": ModelParams, "loss": LossParams,
                "train": TrainParams, "evaluate": EvalParams, "align": AlignParams,
                "fine": FineParams, "augment": AugmentParams, "data": DataParams,
-               "index": IndexParams, "flow": FlowParams, "pretrain": PretrainParams}
+               "index": IndexParams, "serve": ServeParams, "flow": FlowParams, "pretrain": PretrainParams}
     if not isinstance(raw, dict):
         raise ValueError(f"params: expected a mapping of sections, got {type(raw).__name__}")
     missing = [k for k in (*classes, "baselines", "demo") if k not in raw]

@@ -31,6 +31,16 @@ class IndexParams:
 
 
 @dataclass
+class ServeParams:
+    """``coverhunter serve``: the identification service over HTTP."""
+    host: str                    # 127.0.0.1: this machine only; 0.0.0.0: every interface
+    port: Annotated[int, Field(ge=0, le=65535)]
+    max_upload_mb: Positive      # larger request bodies get 413
+    max_duration_s: Positive     # longer recordings get 413
+    min_duration_s: NonNegative  # shorter ones get 422
+
+
+@dataclass
 class FlowParams:
     """Prefect flows and the champion/challenger rule (``flow:``)."""
     retries: Size             # extra attempts of a failed stage task

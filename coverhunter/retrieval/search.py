@@ -144,7 +144,10 @@ class Searcher:
 
     def identify(self, path: str | Path, top: int | None = None) -> list[Match]:
         """Works for an audio file (any format the pipeline decodes), best first."""
-        audio = load_audio(path, self.p.features.sample_rate)
+        return self.identify_audio(load_audio(path, self.p.features.sample_rate), top)
+
+    def identify_audio(self, audio: np.ndarray, top: int | None = None) -> list[Match]:
+        """Works for mono samples ``(n,)`` at ``features.sample_rate``, best first."""
         (feats,) = extract_cqt([audio], self.front, self.device)
         return self.identify_features(feats, top)
 
