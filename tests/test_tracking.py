@@ -224,3 +224,49 @@ def test_a_model_registered_before_the_rooms_still_loads(store, net_and_checkpoi
     x = np.random.default_rng(1).normal(-40, 10, (2, 80, tiny.features.n_bins)).astype(np.float32)
     got = mlflow.pyfunc.load_model(uri).predict(x)
     np.testing.assert_allclose(got, net.embed(torch.from_numpy(x)).numpy(), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_a_request(store, model_uri, net_and_checkpoint, tiny, tmp_path):
+    """`mlflow models serve` of the logged model (its code bundled, no coverhunter wheel
+    needed) answers /invocations with the network's embeddings."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    net, _ = net_and_checkpoint
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(tmp_path / "m")))
+    assert (local / "code" / "coverhunter" / "model" / "network.py").is_file()
+    assert "coverhunter" not in (local / "requirements.txt").read_text()    # no wheel to find
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bin_dir = Path(sys.executable).parent   # mlflow starts uvicorn from PATH: the venv first
+    env = dict(os.environ, MLFLOW_TRACKING_URI=tracking.tracking_uri(store[0]),
+               PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    server = subprocess.Popen([str(bin_dir / "mlflow"), "models", "serve", "-m", model_uri,
+                               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        x = np.random.default_rng(2).normal(-40, 10, (2, 60, tiny.features.n_bins)).astype(np.float32)
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations",
+                                         data=json.dumps({"inputs": x.tolist()}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        deadline, answer = time.monotonic() + 240, None
+        while answer is None:
+            try:
+                with urllib.request.urlopen(request, timeout=30) as r:
+                    answer = json.loads(r.read())
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stdout.read().decode()[-3000:]
+                time.sleep(1)
+        got = np.asarray(answer["predictions"], dtype=np.float32)
+        np.testing.assert_allclose(got, net.embed(torch.from_numpy(x)).numpy(), atol=1e-5)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

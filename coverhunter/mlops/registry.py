@@ -20,7 +20,8 @@ from coverhunter.mlops import tracking  # noqa: F401  (telemetry switches before
 DEFAULT_NAME = "coverhunter"
 CHAMPION, CHALLENGER = "champion", "challenger"
 CHECKPOINT_ARTIFACT = "checkpoint"
-REQUIREMENTS = ("torch", "nnAudio", "numpy", "mlflow", "coverhunter")
+REQUIREMENTS = ("torch", "nnAudio", "numpy", "mlflow", "pydantic", "pyyaml")   # what the bundled code imports
+PACKAGE = Path(__file__).resolve().parents[1]   # the coverhunter package, bundled with each model
 EXAMPLE_FRAMES = 64   # the input example: (1, 64, n_bins), 2.6 s at 25 frames/s
 
 
@@ -104,7 +105,8 @@ def log_model(checkpoint_path: str | Path, n_bins: int, embedding_dim: int,
     its ``models:/<model_id>`` URI.
 
     The artifact is a slim copy of the checkpoint (``config`` and ``model`` only: no
-    optimiser or RNG state). Requirements are pinned (``pinned_requirements``), never
+    optimiser or RNG state), beside a copy of this package's code (the demo builder
+    left out). Requirements are pinned (``pinned_requirements``), never
     inferred. With ``input_example`` MLflow stores a ``(1, 64, n_bins)`` example and
     checks it against the model once while logging."""
 
@@ -124,8 +126,12 @@ def log_model(checkpoint_path: str | Path, n_bins: int, embedding_dim: int,
                    if input_example else None)
         code = tmp / "coverhunter_model.py"
         code.write_text(_MODEL_CODE)
+        # the package's code travels with the model (code_paths), so `mlflow models serve`
+        # needs no coverhunter wheel: only the pinned requirements
+        bundled = shutil.copytree(PACKAGE, tmp / "code" / "coverhunter",
+                                  ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "demo"))
         info = mlflow.pyfunc.log_model(
-            name=name, python_model=str(code),
+            name=name, python_model=str(code), code_paths=[str(bundled)],
             artifacts={CHECKPOINT_ARTIFACT: str(slim)},
             signature=model_signature(n_bins, embedding_dim),
             input_example=example, pip_requirements=pinned_requirements())
