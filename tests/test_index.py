@@ -141,3 +141,18 @@ def test_tags_hold_each_chunks_time_span():
     t = index.tags.set_index(["recording_id", "start_s"])["end_s"]
     assert t[("r00", 30.0)] == 75.0 and t[("r01", 30.0)] == 50.0      # cut at the recording's end
     assert isinstance(index.tags, pd.DataFrame) and len(index) == 6
+
+
+def test_flat_index_distances_are_the_closest_chunk_pair_distances():
+    from coverhunter.retrieval.metrics import track_distances
+    from coverhunter.retrieval.search import index_distances, recall_at
+    vecs, *rest = catalogue()
+    index = build(vecs, *rest)
+    rng = np.random.default_rng(5)
+    queries = [unit(rng.normal(size=(n, D))) for n in (1, 3, 2)]
+    d, gallery = index_distances(index, queries, len(index))
+    assert gallery == rest[1]
+    np.testing.assert_allclose(d, track_distances(queries, vecs), atol=1e-6)
+    few, _ = index_distances(index, queries, 2)          # only fetched recordings get a distance
+    assert ((few == 2.0).sum(axis=1) >= len(gallery) - 2 * 3).all()
+    assert recall_at(index, index, np.concatenate(queries)) == 1.0

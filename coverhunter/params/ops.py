@@ -24,6 +24,7 @@ class IndexParams:
     shortlist: Count           # recordings re-ranked exactly
     top: Count                 # works reported per query
     target_far: Annotated[float, Field(gt=0, lt=1)]   # false-accept rate the threshold is calibrated to
+    snippet_s: Positive        # short queries of the report: this much from the middle of each test recording
 
     def __post_init__(self) -> None:
         if self.kind not in ("flat", "ivf", "hnsw", "auto"):

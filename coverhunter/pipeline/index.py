@@ -5,9 +5,11 @@ false-reject rates on each test set (works held out of the catalogue as true neg
 in `reports/index.json`. `coverhunter index add | remove` change the catalogue in place."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from coverhunter.features.chunking import chunk_features
@@ -18,8 +20,15 @@ from coverhunter.params import Params
 from coverhunter.pipeline.layout import FEATURES, MODELS, REPORTS, load, validated_manifest, write_json
 from coverhunter.retrieval.index import ChunkIndex, IndexSpec
 from coverhunter.retrieval.inference import embed_recordings
-from coverhunter.retrieval.metrics import track_distances
-from coverhunter.retrieval.search import calibrate, index_meta, open_set_rates, open_set_scores
+from coverhunter.retrieval.metrics import retrieval_metrics, track_distances
+from coverhunter.retrieval.search import (
+    calibrate,
+    index_distances,
+    index_meta,
+    open_set_rates,
+    open_set_scores,
+    recall_at,
+)
 
 INDEX = Path("artifacts") / "index"
 SUMMARY = REPORTS / "index.json"
@@ -54,14 +63,50 @@ def build(p: Params, rows: pd.DataFrame, model_path: Path, meta: dict,
                                       rows["work_id"].tolist(), durations, spec(p), meta)
 
 
-def open_set(index: ChunkIndex, p: Params, queries: pd.DataFrame, model_path: Path):
+def open_set(index: ChunkIndex, queries: pd.DataFrame, q_vectors: list[np.ndarray]):
     """Per query recording: its best score among other works and among its own."""
-    q_vectors, _, _ = embed_rows(p, queries, model_path)
     gallery = index.recordings()
     g_vectors = [index.vectors[index.rows_of(r)] for r in gallery]
-    g_works = index.tags.groupby("recording_id", sort=False)["work_id"].first().loc[gallery]
     sim = 1.0 - track_distances(q_vectors, g_vectors)
-    return open_set_scores(sim, queries["work_id"], g_works, queries["recording_id"], gallery)
+    return open_set_scores(sim, queries["work_id"], _works(index, gallery), queries["recording_id"], gallery)
+
+
+def _works(index: ChunkIndex, recordings: list[str]) -> list[str]:
+    return index.tags.groupby("recording_id", sort=False)["work_id"].first().loc[recordings].tolist()
+
+
+def _metrics(m: dict) -> dict:
+    return {k: m[k] for k in ("mAP", "HR1", "MR1", "n_queries")}
+
+
+def snippets(p: Params, rows: pd.DataFrame, model_path: Path) -> list[np.ndarray]:
+    """Chunk vectors of ``index.snippet_s`` cut from the middle of each recording."""
+    fps = p.features.frame_rate
+    n = round(p.index.snippet_s * fps)
+    feats = load_features(FEATURES, rows["recording_id"].tolist(), read_index(FEATURES))
+    cut = [f[max(0, (len(f) - n) // 2):][:n] for f in feats]
+    return embed_recordings(load_model(model_path), cut, p.index.chunk_s, p.index.hop_s, fps,
+                            p.evaluate.batch_chunks, resolve_device(p.train.device))
+
+
+def test_set_report(index: ChunkIndex, p: Params, q: pd.DataFrame, model_path: Path, threshold: float,
+                    exact: ChunkIndex) -> dict:
+    """One test set: open-set error rates at the threshold; leave-one-out ranking within
+    the set through the index and exactly (same vectors); snippets against the whole
+    catalogue; recall@10 of the chunk search against exact search."""
+    vectors, _, _ = embed_rows(p, q, model_path)
+    ids, works = q["recording_id"].tolist(), q["work_id"].tolist()
+    out = open_set_rates(*open_set(index, q, vectors), threshold)
+    d, gallery = index_distances(index, vectors, p.index.k)
+    if set(ids) <= set(gallery):
+        cols = [gallery.index(r) for r in ids]
+        out["through_index"] = _metrics(retrieval_metrics(d[:, cols], works, works, ids, ids))
+        out["exact"] = _metrics(retrieval_metrics(track_distances(vectors, vectors), works, works, ids, ids))
+    d, gallery = index_distances(index, snippets(p, q, model_path), p.index.k)
+    out[f"snippets_{p.index.snippet_s:g}s"] = _metrics(
+        retrieval_metrics(d, works, _works(index, gallery), ids, gallery))   # its own recording left out
+    out["recall@10"] = recall_at(index, exact, np.concatenate(vectors))
+    return out
 
 
 def run(params_path: str | Path = "params.yaml", progress: bool = True) -> dict:
@@ -75,23 +120,25 @@ def run(params_path: str | Path = "params.yaml", progress: bool = True) -> dict:
     index = build(p, rows, model_path, meta)
 
     val = df[df["split"] == p.data.val_split].sort_values("recording_id")
-    neg, pos = open_set(index, p, val, model_path)
+    neg, pos = open_set(index, val, embed_rows(p, val, model_path)[0])
     threshold = calibrate(neg, p.index.target_far)
     index.meta.update(threshold=threshold, target_far=p.index.target_far)
     index.save(INDEX)
+    exact = index if index.kind == "flat" else ChunkIndex(index.vectors, index.tags,
+                                                          dataclasses.replace(index.spec, kind="flat"), index.meta)
     summary = {"kind": index.kind, "n_vectors": len(index), "n_recordings": len(index.recordings()),
                "threshold": threshold, "target_far": p.index.target_far,
                "val": open_set_rates(neg, pos, threshold)}
     for name in p.data.test_sets:
         q = df[df["split"] == name].sort_values("recording_id")
         if len(q):
-            summary[name] = open_set_rates(*open_set(index, p, q, model_path), threshold)
+            summary[name] = test_set_report(index, p, q, model_path, threshold, exact)
     write_json(SUMMARY, summary)
     used = {s: raw[s] for s in ("index", "features", "data")}
     with tracking.stage_run("index", tracking.pipeline_key(raw), used, tags={"model_sha1": meta["model_sha1"]}):
         tracking.log({f"{s}.{k}": v for s, m in summary.items() if isinstance(m, dict)
-                      for k, v in m.items() if k in ("FAR", "FRR")} | {"threshold": threshold},
-                     [SUMMARY])
+                      for k, v in m.items() if k in ("FAR", "FRR") and v is not None}
+                     | {"threshold": threshold}, [SUMMARY])
     return summary
 
 

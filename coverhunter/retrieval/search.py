@@ -183,3 +183,30 @@ def open_set_rates(negative: np.ndarray, positive: np.ndarray, threshold: float)
     return {"threshold": threshold, "FAR": float(np.mean(negative >= threshold)),
             "FRR": float(np.mean(pos < threshold)) if len(pos) else None,
             "n_negative": int(len(negative)), "n_positive": int(len(pos))}
+
+
+def index_distances(index: ChunkIndex, queries: list[np.ndarray], k: int) -> tuple[np.ndarray, list[str]]:
+    """Track distances ``(n_queries, n_recordings)`` through the index: each query's chunks
+    ``(n_i, d)`` fetch their ``k`` nearest chunks, and a recording's distance is 1 minus the
+    best similarity among its fetched chunks (2, the largest cosine distance, when none was
+    fetched). With a flat index and ``k`` = every vector this is the closest-chunk-pair
+    distance of :func:`~coverhunter.retrieval.metrics.track_distances`, exactly."""
+    gallery = index.recordings()
+    column = index.tags["recording_id"].map({r: i for i, r in enumerate(gallery)}).to_numpy()
+    sims, rows = index.search(np.concatenate(queries), k)                # (sum n_i, k)
+    out = np.full((len(queries), len(gallery)), 2.0, dtype=np.float32)
+    bounds = np.cumsum([0, *(len(q) for q in queries)])
+    for qi in range(len(queries)):
+        s, r = sims[bounds[qi]:bounds[qi + 1]], rows[bounds[qi]:bounds[qi + 1]]
+        best = np.full(len(gallery), -np.inf)
+        np.maximum.at(best, column[r[r >= 0]], s[r >= 0])
+        found = np.isfinite(best)
+        out[qi, found] = 1.0 - best[found]
+    return out, gallery
+
+
+def recall_at(index: ChunkIndex, exact: ChunkIndex, queries: np.ndarray, k: int = 10) -> float:
+    """Share of the exact ``k`` nearest chunks that ``index`` also returns (1 for flat)."""
+    _, got = index.search(queries, k)
+    _, want = exact.search(queries, k)
+    return float(np.mean([len(set(g) & set(w)) / k for g, w in zip(got, want)]))
