@@ -93,7 +93,7 @@ def _identify(a):
     from coverhunter.retrieval.search import Searcher
     p = load_params(a.params)
     searcher = Searcher.load(a.index or INDEX, a.model or final_model(p), p)
-    results = {str(q): [m.as_dict() for m in searcher.identify(q, a.top)] for q in a.queries}
+    results = {shown: [m.as_dict() for m in searcher.identify(q, a.top)] for shown, q in zip(a.shown, a.queries)}
     if a.json:
         print(json.dumps(results, indent=1))
         return
@@ -210,8 +210,8 @@ def main(argv: list[str] | None = None) -> None:
     log.setLevel(level)
     a.params = a.params if a.params.is_absolute() else (a.repo / a.params).resolve()
     a.progress = True      # a bar on a terminal, log lines otherwise (coverhunter.progress)
-    if getattr(a, "queries", None):
-        a.queries = [q.resolve() for q in a.queries]
+    if getattr(a, "queries", None):        # shown as typed, read from where they are
+        a.shown, a.queries = [str(q) for q in a.queries], [q.resolve() for q in a.queries]
     if getattr(a, "action", None) == "add" and getattr(a, "targets", None):
         a.targets = [str(Path(a.targets[0]).resolve())]
     for name in ("manifest", "out", "model", "index"):   # paths the user typed are relative to here
