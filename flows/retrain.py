@@ -1,16 +1,14 @@
 """Scheduled retraining with champion/challenger promotion (a Prefect flow and deployment).
 
-    python -m flows.retrain [--serve | --deploy POOL]   # one run now; or serve / register the schedule
+    python -m flows.retrain [--serve | --deploy POOL]   # now; or serve / register the schedule
 
-A run (settings: `flow:` in params.yaml; its parts are `coverhunter.mlops.retrain`) takes
-the checkout's lock (`flow.lock_file`; held: status `locked`, nothing touched), asks DVC
-which stages are out of date (`dvc status`: data, params and code; none: `nothing_to_do`),
-runs the first one as a retried task, records it in dvc.lock (`dvc commit`) and asks
-again; `evaluate` runs last without promoting. A failed stage fails the run, and the next
-run resumes there. Then champion/challenger (task `promote`): the champion is scored now
-on the same sets, and the new model takes the alias only with a `data.main_test_set` mAP
-gain of at least `flow.promotion_margin` (a Markdown artifact says why). Only then is
-`flow.state_file` written.
+A run (settings: `flow:`; parts: `coverhunter.mlops.retrain`) takes the checkout's lock
+(held: status `locked`, nothing touched), asks `dvc status` which stages are out of date
+(data, params, code; none: `nothing_to_do`), runs the first as a retried task, records it
+in dvc.lock and asks again; `evaluate` runs last, without promoting. A failed stage fails
+the run; the next resumes there. Then task `promote`: the champion, scored now on the same
+sets, keeps the alias unless the new model's `data.main_test_set` mAP is higher by
+`flow.promotion_margin`; a promotion rebuilds the index; then `flow.state_file` is written.
 """
 from __future__ import annotations
 
@@ -74,6 +72,10 @@ def _retrain_locked(params_file: Path, cfg: FlowParams) -> dict:
                 str(params_file), evaluated["model_uri"], evaluated["metrics"][final])
         except Exception as err:
             raise StageFailed("promote", 1, err) from err
+        if decision.promoted:          # identify answers with the new champion's vectors
+            run_stage("index", str(params_file), cfg.retries, cfg.retry_delay_s)
+            record("index")
+            ran.append(("index", "a new champion"))
     write_state(cfg.state_file, {
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "flow_run": str(flow_run.get_id() or "none"), "stages": [list(s) for s in ran],

@@ -162,12 +162,12 @@ def test_deployment_schedule_reads_back_as_the_configured_cron(tmp_path):
 def test_first_run_runs_every_stage_and_crowns_a_champion(repo):
     root, first = repo
     assert first["status"] == "retrained", first["message"]
-    assert [s for s, _ in first["stages"]] == STAGES
+    assert [s for s, _ in first["stages"]] == STAGES + ["index"]   # a new champion: the index is rebuilt
     assert first["decision"]["alias"] == "champion"
     assert first["decision"]["reason"] == "no champion yet"
     assert versions(root) == ["1"] and champion(root) == "1"
     state = json.loads(state_bytes(root))
-    assert state["registered_version"] == "1" and [s for s, _ in state["stages"]] == STAGES
+    assert state["registered_version"] == "1" and [s for s, _ in state["stages"]] == STAGES + ["index"]
 
 
 def test_run_without_changes_does_nothing(repo, no_stage_may_run):
