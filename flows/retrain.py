@@ -92,8 +92,7 @@ def _retrain_locked(params_file: Path, cfg: FlowParams) -> dict:
 
 @flow(name="coverhunter-retrain", log_prints=True)
 def retrain(params_path: str = str(PARAMS)) -> dict:
-    """Retrain what DVC finds out of date; promote the new model only if it beats the
-    champion on the current test sets (module docstring)."""
+    """Retrain what DVC finds out of date; promote only a better model (module docstring)."""
     with in_folder(Path(params_path).resolve().parent):
         params_file = Path(params_path).resolve()
         cfg = load(params_file)[0].flow
@@ -109,8 +108,7 @@ def _deployment_options(params_path: str | Path) -> tuple[FlowParams, dict]:
     strategy = ConcurrencyLimitStrategy[cfg.on_overlap.upper()]
     return cfg, {"schedules": [Cron(cfg.cron, timezone=cfg.timezone)],
                  "concurrency_limit": ConcurrencyLimitConfig(limit=1, collision_strategy=strategy),
-                 "description": "Retrain what changed in the catalogue, params or code; "
-                                "champion/challenger promotion (flows/retrain.py)",
+                 "description": "Retrain what changed; champion/challenger promotion (flows/retrain.py)",
                  "tags": ["coverhunter", "retrain"]}
 
 
