@@ -339,7 +339,7 @@ def test_added_training_recordings_promote_over_a_worse_champion(repo, tmp_path)
 
 
 def test_promotion_rule_needs_a_gain_of_at_least_the_margin():
-    from coverhunter.mlops.registry import _decide
+    from coverhunter.mlops.promotion import _decide
     assert _decide(0.75, 0.50, "1", "m", True, 0.25)[0] == "champion"     # gain == margin
     assert _decide(0.74, 0.50, "1", "m", True, 0.25)[0] == "challenger"
     assert _decide(0.50, 0.50, "1", "m", True, 0.0)[0] == "challenger"    # a tie never moves it
