@@ -156,3 +156,18 @@ def test_flat_index_distances_are_the_closest_chunk_pair_distances():
     few, _ = index_distances(index, queries, 2)          # only fetched recordings get a distance
     assert ((few == 2.0).sum(axis=1) >= len(gallery) - 2 * 3).all()
     assert recall_at(index, index, np.concatenate(queries)) == 1.0
+
+
+def test_a_set_ranked_through_a_flat_index_scores_as_every_chunk_pair():
+    """`evaluate.search: index` with a flat index gives the brute-force distances exactly;
+    HNSW fetching k chunks per query chunk finds the same nearest recording."""
+    from coverhunter.retrieval.evaluation import set_distances
+    from coverhunter.retrieval.metrics import retrieval_metrics, track_distances
+    vecs, _, ids, works, _ = catalogue(n_rec=30, n_chunks=3, seed=6)
+    flat, exact = set_distances(vecs, spec("flat")), track_distances(vecs, vecs)
+    np.testing.assert_allclose(flat, exact, atol=1e-6)                 # faiss and numpy round alike
+    assert retrieval_metrics(flat, works, works, ids, ids) == retrieval_metrics(exact, works, works, ids, ids)
+    approx = set_distances(vecs, spec("hnsw"), k=20)
+    np.fill_diagonal(approx, np.inf)
+    np.fill_diagonal(exact, np.inf)
+    assert np.mean(approx.argmin(axis=1) == exact.argmin(axis=1)) >= 0.9   # the nearest other recording

@@ -121,11 +121,14 @@ class EvalParams:
     min_duration_s: NonNegative
     tsne_perplexity: Positive   # the Fig. 3 map of the main test set
     train_works: int         # training works (all their versions) also scored as the set train_works; 0 = off
+    search: str              # exact: every chunk pair | index: through a faiss index of index.kind, k = index.k
 
     def __post_init__(self) -> None:
         n = self.train_works
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"params: evaluate.train_works must be an integer >= 0, got {n!r}")
+        if self.search not in ("exact", "index"):
+            raise ValueError(f"params: evaluate.search must be exact or index, got {self.search!r}")
 
 
 @dataclass

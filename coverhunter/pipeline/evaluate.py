@@ -45,7 +45,7 @@ from coverhunter.reporting.plots import plot_embedding_maps, plot_metrics
 from coverhunter.reporting.tables import flatten_metrics
 from coverhunter.retrieval.baselines import score_baselines
 from coverhunter.retrieval.embedding_map import recording_vectors, tsne_map
-from coverhunter.retrieval.evaluation import EvalSet, embed_set, score_set, sets_from_manifest
+from coverhunter.retrieval.evaluation import EvalSet, embed_set, score_set, search_of, sets_from_manifest
 from coverhunter.training.loop import seed_everything
 
 SECTIONS = ("features", "model", "evaluate", "baselines", "data")
@@ -97,7 +97,7 @@ def score_model(net: CoverHunterNet, sets: Sequence[EvalSet], p: Params,
                 device: str) -> tuple[dict, dict]:
     """``({set: metrics}, {set: chunk embeddings})`` of one model on every set."""
     chunks = {s.name: embed_set(net, s, p.evaluate, p.features.frame_rate, device) for s in sets}
-    return {s.name: score_set(s, chunks[s.name]) for s in sets}, chunks
+    return {s.name: score_set(s, chunks[s.name], *search_of(p)) for s in sets}, chunks
 
 
 def run(params_path: str | Path = PARAMS, promote: bool = True) -> dict:

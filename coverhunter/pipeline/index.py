@@ -39,11 +39,6 @@ def final_model(p: Params) -> Path:
     return MODELS / ("fine" if p.fine.enabled else "coarse") / "model.pt"
 
 
-def spec(p: Params) -> IndexSpec:
-    i = p.index
-    return IndexSpec(i.kind, i.nlist, i.nprobe, i.hnsw_m, i.ef_search, i.auto_flat_below)
-
-
 def embed_rows(p: Params, rows: pd.DataFrame, model_path: Path, features_dir: Path = FEATURES):
     """Chunk vectors and chunk starts (s) of manifest ``rows``, from their stored features."""
     ids = rows["recording_id"].tolist()
@@ -60,7 +55,8 @@ def build(p: Params, rows: pd.DataFrame, model_path: Path, meta: dict,
           features_dir: Path = FEATURES) -> ChunkIndex:
     vectors, starts, durations = embed_rows(p, rows, model_path, features_dir)
     return ChunkIndex.from_recordings(vectors, starts, p.index.chunk_s, rows["recording_id"].tolist(),
-                                      rows["work_id"].tolist(), durations, spec(p), meta)
+                                      rows["work_id"].tolist(), durations,
+                                      IndexSpec.from_params(p.index), meta)
 
 
 def open_set(index: ChunkIndex, queries: pd.DataFrame, q_vectors: list[np.ndarray]):
@@ -97,7 +93,8 @@ def test_set_report(index: ChunkIndex, p: Params, q: pd.DataFrame, model_path: P
     vectors, _, _ = embed_rows(p, q, model_path)
     ids, works = q["recording_id"].tolist(), q["work_id"].tolist()
     out = open_set_rates(*open_set(index, q, vectors), threshold)
-    d, gallery = index_distances(index, vectors, p.index.k)
+    # a ranking needs every distance: a flat index fetches all (= exact), another index.k
+    d, gallery = index_distances(index, vectors, len(index) if index.kind == "flat" else p.index.k)
     if set(ids) <= set(gallery):
         cols = [gallery.index(r) for r in ids]
         out["through_index"] = _metrics(retrieval_metrics(d[:, cols], works, works, ids, ids))

@@ -78,7 +78,7 @@ def run(manifest: str | Path, model: str = "champion", out: str | Path = REPORTS
     with tempfile.TemporaryDirectory() as tmp:
         net = resolve_model(model, Path(tmp))
     sets = sets_from_manifest(df, splits, SCORE_FEATURES)
-    metrics = {row_name(model): evaluate_sets(net, sets, p.evaluate, p.features.frame_rate, device)}
+    metrics = {row_name(model): evaluate_sets(net, sets, p, device)}
     metrics |= score_baselines(sets, p.baselines, p.features.bins_per_octave)
     write_json(out / "metrics.json", metrics)
     png = plot_metrics(metrics, out / "metrics.png")

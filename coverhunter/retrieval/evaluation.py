@@ -12,9 +12,11 @@ import pandas as pd
 
 from coverhunter.features.extract import load_features, read_index
 from coverhunter.model import CoverHunterNet
-from coverhunter.params import EvalParams
+from coverhunter.params import EvalParams, Params
+from coverhunter.retrieval.index import ChunkIndex, IndexSpec
 from coverhunter.retrieval.inference import embed_recordings
 from coverhunter.retrieval.metrics import retrieval_metrics, track_distances
+from coverhunter.retrieval.search import index_distances
 
 
 @dataclass
@@ -49,22 +51,40 @@ def embed_set(model: CoverHunterNet, s: EvalSet, p: EvalParams, frame_rate: floa
                             p.batch_chunks, device)
 
 
-def score_set(s: EvalSet, chunks: Sequence[np.ndarray]) -> dict[str, float | int]:
+def set_distances(chunks: Sequence[np.ndarray], through: IndexSpec | None = None, k: int = 0) -> np.ndarray:
+    """Leave-one-out track distances within a set: every chunk pair (``through`` None), or
+    through a faiss index of that spec fetching ``k`` chunks per query chunk (a flat index
+    fetches them all, so its distances are the exact ones)."""
+    if through is None:
+        return track_distances(chunks, chunks)
+    ids = [str(i) for i in range(len(chunks))]
+    index = ChunkIndex.from_recordings(chunks, [np.zeros(len(c)) for c in chunks], 1.0, ids, ids,
+                                       [1.0] * len(ids), through, {})
+    d, gallery = index_distances(index, list(chunks), len(index) if index.kind == "flat" else k)
+    return d[:, np.argsort([int(g) for g in gallery])]
+
+
+def score_set(s: EvalSet, chunks: Sequence[np.ndarray], through: IndexSpec | None = None,
+              k: int = 0) -> dict[str, float | int]:
     """mAP, MR1, HR1, P10 (and query counts) of one set's chunk embeddings, leave-one-out."""
-    d = track_distances(chunks, chunks)
+    d = set_distances(chunks, through, k)
     m = retrieval_metrics(d, s.work_ids, s.work_ids, s.recording_ids, s.recording_ids)
     m["n_recordings"] = len(s.recording_ids)
     m["n_works"] = len(set(s.work_ids))
     return m
 
 
-def evaluate_set(model: CoverHunterNet, s: EvalSet, p: EvalParams, frame_rate: float,
-                 device: str = "cpu") -> dict[str, float | int]:
-    """mAP, MR1, HR1, P10 (and query counts) of one set, leave-one-out."""
-    return score_set(s, embed_set(model, s, p, frame_rate, device))
+def search_of(p: Params) -> tuple[IndexSpec | None, int]:
+    """``evaluate.search``: every chunk pair (None), or the ``index:`` spec and its ``k``."""
+    return (None, 0) if p.evaluate.search == "exact" else (IndexSpec.from_params(p.index), p.index.k)
 
 
-def evaluate_sets(model: CoverHunterNet, sets: Sequence[EvalSet], p: EvalParams,
-                  frame_rate: float, device: str = "cpu") -> dict[str, dict[str, float | int]]:
+def evaluate_set(model: CoverHunterNet, s: EvalSet, p: Params, device: str = "cpu") -> dict[str, float | int]:
+    """mAP, MR1, HR1, P10 (and query counts) of one set, leave-one-out (``evaluate.search``)."""
+    return score_set(s, embed_set(model, s, p.evaluate, p.features.frame_rate, device), *search_of(p))
+
+
+def evaluate_sets(model: CoverHunterNet, sets: Sequence[EvalSet], p: Params,
+                  device: str = "cpu") -> dict[str, dict[str, float | int]]:
     """Metrics per set name."""
-    return {s.name: evaluate_set(model, s, p, frame_rate, device) for s in sets}
+    return {s.name: evaluate_set(model, s, p, device) for s in sets}

@@ -33,6 +33,11 @@ class IndexSpec:
     ef_search: int       # hnsw: candidates kept while searching
     auto_flat_below: int  # auto: flat below this many vectors, else hnsw
 
+    @classmethod
+    def from_params(cls, i) -> IndexSpec:
+        """From the ``index:`` section (:class:`~coverhunter.params.IndexParams`)."""
+        return cls(i.kind, i.nlist, i.nprobe, i.hnsw_m, i.ef_search, i.auto_flat_below)
+
     def resolved(self, n: int) -> str:
         if self.kind != "auto":
             return self.kind
