@@ -60,6 +60,8 @@ def _faiss_index(vectors: np.ndarray, spec: IndexSpec) -> faiss.Index:
         index.hnsw.efSearch = spec.ef_search
     else:
         raise ValueError(f"index.kind must be flat, ivf, hnsw or auto, got {spec.kind!r}")
+    if kind != "hnsw" and faiss.get_num_gpus() > 0:    # faiss-gpu installed: flat and IVF on the GPU(s)
+        index = faiss.index_cpu_to_all_gpus(index)       # (written, not yet run on a GPU here)
     if n:
         index.add(vectors)
     return index
