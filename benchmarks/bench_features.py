@@ -8,6 +8,7 @@ ratio is meaningful on a noisy shared machine). Usage:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import librosa  # noqa: E402
 import numpy as np
@@ -35,15 +36,17 @@ def main() -> None:
         audio, sr=p.sample_rate, hop_length=p.hop_length, fmin=p.fmin, n_bins=95,
         bins_per_octave=p.bins_per_octave), args.repeats)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    names = {"nnaudio": "nnAudio CQT1992v2", "multirate": "multirate CQT"}
     for device in devices:
-        front = CQTFrontEnd(p)
-        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-        one = best_of(lambda: (extract_cqt([audio], front, device), sync()), args.repeats)
-        batch = [audio[: n // 4]] * 4 * 4          # 16 quarter-length recordings, batched
-        many = best_of(lambda: (extract_cqt(batch, front, device), sync()), args.repeats)
-        rows.append([f"nnAudio CQT1992v2 ({device}, 1 recording)", args.seconds / one, librosa_s / one])
-        rows.append([f"nnAudio CQT1992v2 ({device}, 16 recordings)", 4 * args.seconds / many,
-                     librosa_s / (many / 4)])
+        for kind, name in names.items():      # interleaved on the same audio
+            front = CQTFrontEnd(dataclasses.replace(p, cqt=kind))
+            sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+            one = best_of(lambda: (extract_cqt([audio], front, device), sync()), args.repeats)
+            batch = [audio[: n // 4]] * 4 * 4          # 16 quarter-length recordings, batched
+            many = best_of(lambda: (extract_cqt(batch, front, device), sync()), args.repeats)
+            rows.append([f"{name} ({device}, 1 recording)", args.seconds / one, librosa_s / one])
+            rows.append([f"{name} ({device}, 16 recordings)", 4 * args.seconds / many,
+                         librosa_s / (many / 4)])
     rows.append(["librosa.cqt (cpu, 95 bins)", args.seconds / librosa_s, 1.0])
     print(table(["transform", "× real time", "speed vs librosa"], rows))
 

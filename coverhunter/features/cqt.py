@@ -1,7 +1,8 @@
 """CQT front end [III-A]: 96 bins, 12 per octave, hop 0.04 s (25 frames/s), log-magnitude.
 
-The transform is nnAudio's ``CQT1992v2`` (a bank of convolution kernels), so it runs
-batched on CPU or CUDA. Each recording is centred with zero padding, which makes a
+The transform is nnAudio's ``CQT1992v2`` (a bank of convolution kernels) or, with
+``features.cqt: multirate``, :class:`~coverhunter.features.multirate.MultirateCQT` (the
+same bins octave by octave); both run batched on CPU or CUDA. Each recording is centred with zero padding, which makes a
 recording's frames identical whether it is transformed alone or inside a padded batch.
 The log-magnitude is in dB relative to the recording's own maximum and floored at
 ``-top_db``, which makes features independent of the recording's gain.
@@ -15,6 +16,7 @@ import torch
 from nnAudio.features.cqt import CQT1992v2
 from torch import nn
 
+from coverhunter.features.multirate import MultirateCQT
 from coverhunter.params import FeatureParams
 
 
@@ -24,10 +26,13 @@ class CQTFrontEnd(nn.Module):
     def __init__(self, p: FeatureParams):
         super().__init__()
         self.p = p
-        self.cqt = CQT1992v2(
-            sr=p.sample_rate, hop_length=p.hop_length, fmin=p.fmin, n_bins=p.n_bins,
-            bins_per_octave=p.bins_per_octave, center=True, pad_mode="constant",
-            output_format="Magnitude", verbose=False)
+        if p.cqt == "multirate":        # the same bins, hop and scale, octave by octave
+            self.cqt = MultirateCQT(p)
+        else:
+            self.cqt = CQT1992v2(
+                sr=p.sample_rate, hop_length=p.hop_length, fmin=p.fmin, n_bins=p.n_bins,
+                bins_per_octave=p.bins_per_octave, center=True, pad_mode="constant",
+                output_format="Magnitude", verbose=False)
 
     def n_frames(self, n_samples: torch.Tensor | int) -> torch.Tensor | int:
         """Frames of a centred transform of ``n_samples`` samples."""

@@ -21,6 +21,11 @@ class FeatureParams:
     amin: Positive
     batch_seconds: Positive
     store_dtype: str
+    cqt: str               # nnaudio: CQT1992v2 | multirate: octave by octave (features/multirate.py)
+
+    def __post_init__(self) -> None:
+        if self.cqt not in ("nnaudio", "multirate"):
+            raise ValueError(f"params: features.cqt must be nnaudio or multirate, got {self.cqt!r}")
 
     @property
     def hop_length(self) -> int:
