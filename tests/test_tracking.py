@@ -270,3 +270,11 @@ def test_mlflow_models_serve_answers_a_request(store, model_uri, net_and_checkpo
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_registered_version_is_found_by_its_checkpoint_bytes(store, model_uri, net_and_checkpoint):
+    from coverhunter.digest import file_sha1
+    _, path = net_and_checkpoint
+    decision = promotion.register_and_promote(model_uri, "m", 0.5, name="by-bytes")
+    assert registry.version_of(file_sha1(path), name="by-bytes") == decision.version == "1"
+    assert registry.version_of("0" * 40, name="by-bytes") is None

@@ -53,11 +53,10 @@ import json
 import math
 from dataclasses import dataclass
 
-import mlflow  # noqa: E402
-from mlflow.exceptions import MlflowException  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
-from coverhunter.mlops import tracking  # noqa: F401  (telemetry switches before mlflow loads)
 from coverhunter.mlops.registry import CHALLENGER, CHAMPION, DEFAULT_NAME
 
 

@@ -9,13 +9,14 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-import mlflow  # noqa: E402
-import mlflow.pyfunc  # noqa: E402
+import mlflow
+import mlflow.pyfunc
 import numpy as np
-from mlflow.models import ModelSignature  # noqa: E402
-from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec  # noqa: E402
+from mlflow.models import ModelSignature
+from mlflow.tracking import MlflowClient
+from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
 
-from coverhunter.mlops import tracking  # noqa: F401  (telemetry switches before mlflow loads)
+from coverhunter.digest import file_sha1
 
 DEFAULT_NAME = "coverhunter"
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -132,12 +133,23 @@ def log_model(checkpoint_path: str | Path, n_bins: int, embedding_dim: int,
                                   ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "demo"))
         info = mlflow.pyfunc.log_model(
             name=name, python_model=str(code), code_paths=[str(bundled)],
+            metadata={"checkpoint_sha1": file_sha1(checkpoint_path)},   # finds the version again
             artifacts={CHECKPOINT_ARTIFACT: str(slim)},
             signature=model_signature(n_bins, embedding_dim),
             input_example=example, pip_requirements=pinned_requirements())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return info.model_uri
+
+
+def version_of(checkpoint_sha1: str, name: str = DEFAULT_NAME) -> str | None:
+    """The newest registered version logged from a checkpoint with these bytes, or None."""
+    versions = MlflowClient().search_model_versions(f"name='{name}'")
+    for mv in sorted(versions, key=lambda v: -int(v.version)):
+        metadata = mlflow.models.get_model_info(f"models:/{name}/{mv.version}").metadata or {}
+        if metadata.get("checkpoint_sha1") == checkpoint_sha1:
+            return str(mv.version)
+    return None
 
 
 def load_champion(name: str = DEFAULT_NAME, model_config: dict | None = None):

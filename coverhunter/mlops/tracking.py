@@ -23,10 +23,7 @@ dataclasses as dicts, anything else non-JSON through ``str``). It depends only o
 values, never on key order or on the process, so equal params give equal hashes in every
 stage and on every machine.
 
-Telemetry is off: importing this module sets ``MLFLOW_DISABLE_TELEMETRY=true`` and
-``DO_NOT_TRACK=true`` (and hides the artifact download bars) unless the environment
-already says otherwise. MLflow only counts
-``DO_NOT_TRACK=true`` (``1`` is ignored), so the first one is what matters.
+Telemetry is off: the package (``coverhunter/mlops/__init__.py``) sets it before mlflow loads.
 """
 from __future__ import annotations
 
@@ -43,14 +40,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("DO_NOT_TRACK", "true")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")   # no \r bars in logs
-
-import mlflow  # noqa: E402  (after the telemetry switches)
-from mlflow.entities import Metric, RunStatus  # noqa: E402
-from mlflow.exceptions import MlflowException  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
+import mlflow
+from mlflow.entities import Metric, RunStatus
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
 PIPELINE_ENV = "COVERHUNTER_PIPELINE_RUN"
 DEFAULT_EXPERIMENT = "coverhunter"

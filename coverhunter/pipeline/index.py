@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from coverhunter.digest import file_sha1
 from coverhunter.features.chunking import chunk_features
 from coverhunter.features.extract import load_features, read_index
-from coverhunter.mlops import tracking
+from coverhunter.mlops import registry, tracking
 from coverhunter.model.checkpoint import load_model, resolve_device
 from coverhunter.params import Params
 from coverhunter.pipeline.layout import FEATURES, MODELS, REPORTS, load, validated_manifest, write_json
@@ -113,7 +114,9 @@ def run(params_path: str | Path = "params.yaml", progress: bool = True) -> dict:
     rows = df[df["split"].isin(p.index.gallery)].sort_values("recording_id")
     if rows.empty:
         raise ValueError(f"index.gallery {p.index.gallery}: no manifest rows in these splits")
-    meta = index_meta(model_path, p) | {"built": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    tracking.configure(Path.cwd())
+    model_version = registry.version_of(file_sha1(model_path))   # None when it was not registered
+    meta = index_meta(model_path, p, model_version) | {"built": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     index = build(p, rows, model_path, meta)
 
     val = df[df["split"] == p.data.val_split].sort_values("recording_id")
@@ -123,7 +126,8 @@ def run(params_path: str | Path = "params.yaml", progress: bool = True) -> dict:
     index.save(INDEX)
     exact = index if index.kind == "flat" else ChunkIndex(index.vectors, index.tags,
                                                           dataclasses.replace(index.spec, kind="flat"), index.meta)
-    summary = {"kind": index.kind, "n_vectors": len(index), "n_recordings": len(index.recordings()),
+    summary = {"kind": index.kind, "model_version": model_version, "n_vectors": len(index),
+               "n_recordings": len(index.recordings()),
                "threshold": threshold, "target_far": p.index.target_far,
                "val": open_set_rates(neg, pos, threshold)}
     for name in p.data.test_sets:
@@ -132,7 +136,8 @@ def run(params_path: str | Path = "params.yaml", progress: bool = True) -> dict:
             summary[name] = test_set_report(index, p, q, model_path, threshold, exact)
     write_json(SUMMARY, summary)
     used = {s: raw[s] for s in ("index", "features", "data")}
-    with tracking.stage_run("index", tracking.pipeline_key(raw), used, tags={"model_sha1": meta["model_sha1"]}):
+    with tracking.stage_run("index", tracking.pipeline_key(raw), used,
+                            tags={"model_sha1": meta["model_sha1"], "model_version": str(model_version)}):
         tracking.log({f"{s}.{k}": v for s, m in summary.items() if isinstance(m, dict)
                       for k, v in m.items() if k in ("FAR", "FRR") and v is not None}
                      | {"threshold": threshold}, [SUMMARY])
