@@ -18,6 +18,12 @@ from pathlib import Path
 log = logging.getLogger("coverhunter")
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from coverhunter.features.audio import AudioDecodeError
+    from coverhunter.features.extract import ExtractionError
+    return ValueError, FileNotFoundError, KeyError, AudioDecodeError, ExtractionError
+
+
 def _show(result) -> None:
     print(json.dumps(result, indent=1, default=str) if isinstance(result, dict) else result)
 
@@ -225,9 +231,10 @@ def main(argv: list[str] | None = None) -> None:
     os.chdir(a.repo)
     try:
         a.fn(a)
-    except (ValueError, FileNotFoundError) as err:   # bad params, data or paths: the message says it all
+    except _user_errors() as err:   # bad params, data or paths: the message names them and the fix
         log.debug("traceback", exc_info=True)
-        sys.exit(f"coverhunter {a.command}: {err}")
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        sys.exit(f"coverhunter {a.command}: {message}")
 
 
 if __name__ == "__main__":
