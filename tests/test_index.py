@@ -85,6 +85,8 @@ def test_add_and_remove_rank_as_a_rebuild():
         full.drop(["r99"])
     with pytest.raises(ValueError, match="model_sha1"):
         first.add(ChunkIndex(rest.vectors, rest.tags, rest.spec, META | {"model_sha1": "other"}))
+    later = ChunkIndex(rest.vectors, rest.tags, rest.spec, META | {"model_version": "7", "built": "now"})
+    assert len(first.add(later)) == len(full) and first.add(later).meta == first.meta   # same vectors
 
 
 def test_saved_index_loads_and_searches_the_same(tmp_path):

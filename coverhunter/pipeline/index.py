@@ -156,9 +156,7 @@ def change(params_path: str | Path, add: str | Path | None = None, remove: list[
     if add:
         rows, _, _ = prepare_manifest(add, p, REPORTS / "index_add")
         model_path = final_model(p)
-        new = build(p, rows.sort_values("recording_id"), model_path,
-                    index_meta(model_path, p) | {"built": index.meta.get("built")}, SCORE_FEATURES)
-        new.meta.update({k: index.meta[k] for k in ("threshold", "target_far") if k in index.meta})
-        index = index.add(new)
+        new = build(p, rows.sort_values("recording_id"), model_path, index_meta(model_path, p), SCORE_FEATURES)
+        index = index.add(new)          # keeps the index's own meta (threshold, model version)
     index.save(INDEX)
     return {"n_vectors": len(index), "n_recordings": len(index.recordings())}

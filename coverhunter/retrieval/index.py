@@ -160,8 +160,11 @@ def _stack(chunks, starts_s, chunk_s, recording_ids, work_ids, durations_s) -> t
     return vectors, pd.DataFrame(rows, columns=TAG_COLUMNS)
 
 
+IDENTITY = ("model_sha1", "features_hash", "chunk_s", "hop_s")   # what makes two vectors comparable
+
+
 def _check_same(a: dict, b: dict) -> None:
-    differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k != "built")
+    differ = [k for k in IDENTITY if a.get(k) != b.get(k)]
     if differ:
         raise ValueError("the recordings to add were embedded differently from the index: "
                          + ", ".join(f"{k} ({a.get(k)!r} in the index, {b.get(k)!r} new)" for k in differ))
