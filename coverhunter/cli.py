@@ -89,16 +89,21 @@ def _index(a):
 
 
 def _mmss(seconds: float) -> str:
-    return f"{int(seconds // 60):02d}:{int(round(seconds % 60)):02d}" if seconds % 60 < 59.5 \
-        else f"{int(seconds // 60) + 1:02d}:00"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes:02d}:{rest:02d}"
 
 
-def _identify(a):
+def _searcher(a):
+    """The pipeline's final model and its index, or the ones ``--model`` and ``--index`` name."""
     from coverhunter.params import load_params
     from coverhunter.pipeline.index import INDEX, final_model
     from coverhunter.retrieval.search import Searcher
     p = load_params(a.params)
-    searcher = Searcher.load(a.index or INDEX, a.model or final_model(p), p)
+    return Searcher.load(a.index or INDEX, a.model or final_model(p), p)
+
+
+def _identify(a):
+    searcher = _searcher(a)
     results = {shown: [m.as_dict() for m in searcher.identify(q, a.top)] for shown, q in zip(a.shown, a.queries)}
     if a.json:
         print(json.dumps(results, indent=1))
@@ -116,13 +121,11 @@ def _identify(a):
 
 
 def _serve(a):
-    from coverhunter.params import load_params
-    from coverhunter.pipeline.index import INDEX, final_model
-    from coverhunter.retrieval.search import Searcher
     from coverhunter.retrieval.service import serve
-    p = load_params(a.params)
-    s = dataclasses.replace(p.serve, **{k: v for k, v in (("host", a.host), ("port", a.port)) if v is not None})
-    serve(Searcher.load(a.index or INDEX, a.model or final_model(p), p), s)
+    searcher = _searcher(a)
+    s = dataclasses.replace(searcher.p.serve,
+                            **{k: v for k, v in (("host", a.host), ("port", a.port)) if v is not None})
+    serve(searcher, s)
 
 
 def _ablation(a):

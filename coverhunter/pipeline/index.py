@@ -60,6 +60,15 @@ def build(p: Params, rows: pd.DataFrame, model_path: Path, meta: dict,
                                       IndexSpec.from_params(p.index), meta)
 
 
+def query_vectors(index: ChunkIndex, p: Params, rows: pd.DataFrame, model_path: Path) -> list[np.ndarray]:
+    """Chunk vectors of manifest ``rows``: the index's own when it holds them all (same model
+    and chunking), else embedded."""
+    ids = rows["recording_id"].tolist()
+    if set(ids) <= set(index.recordings()):
+        return [index.vectors[index.rows_of(r)] for r in ids]
+    return embed_rows(p, rows, model_path)[0]
+
+
 def open_set(index: ChunkIndex, queries: pd.DataFrame, q_vectors: list[np.ndarray]):
     """Per query recording: its best score among other works and among its own."""
     gallery = index.recordings()
@@ -91,7 +100,7 @@ def test_set_report(index: ChunkIndex, p: Params, q: pd.DataFrame, model_path: P
     """One test set: open-set error rates at the threshold; leave-one-out ranking within
     the set through the index and exactly (same vectors); snippets against the whole
     catalogue; recall@10 of the chunk search against exact search."""
-    vectors, _, _ = embed_rows(p, q, model_path)
+    vectors = query_vectors(index, p, q, model_path)
     ids, works = q["recording_id"].tolist(), q["work_id"].tolist()
     out = open_set_rates(*open_set(index, q, vectors), threshold)
     # a ranking needs every distance: a flat index fetches all (= exact), another index.k
@@ -120,7 +129,7 @@ def run(params_path: str | Path = "params.yaml", progress: bool = True) -> dict:
     index = build(p, rows, model_path, meta)
 
     val = df[df["split"] == p.data.val_split].sort_values("recording_id")
-    neg, pos = open_set(index, val, embed_rows(p, val, model_path)[0])
+    neg, pos = open_set(index, val, query_vectors(index, p, val, model_path))
     threshold = calibrate(neg, p.index.target_far)
     index.meta.update(threshold=threshold, target_far=p.index.target_far)
     index.save(INDEX)

@@ -21,6 +21,7 @@ import pandas as pd
 
 TAG_COLUMNS = ["recording_id", "work_id", "start_s", "end_s"]
 VECTORS, TAGS, META = "vectors.npy", "tags.parquet", "index.json"
+IDENTITY = ("model_sha1", "features_hash", "chunk_s", "hop_s")   # what makes two vectors comparable
 
 
 @dataclass(frozen=True)
@@ -158,9 +159,6 @@ def _stack(chunks, starts_s, chunk_s, recording_ids, work_ids, durations_s) -> t
     d = chunks[0].shape[1] if len(chunks) else 0
     vectors = np.concatenate(chunks) if len(chunks) else np.zeros((0, d), np.float32)
     return vectors, pd.DataFrame(rows, columns=TAG_COLUMNS)
-
-
-IDENTITY = ("model_sha1", "features_hash", "chunk_s", "hop_s")   # what makes two vectors comparable
 
 
 def _check_same(a: dict, b: dict) -> None:

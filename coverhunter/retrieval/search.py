@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from coverhunter.digest import file_sha1
@@ -24,7 +25,7 @@ from coverhunter.features.extract import features_hash
 from coverhunter.model import CoverHunterNet
 from coverhunter.model.checkpoint import load_model
 from coverhunter.params import Params
-from coverhunter.retrieval.index import ChunkIndex
+from coverhunter.retrieval.index import IDENTITY, ChunkIndex
 from coverhunter.retrieval.inference import embed_chunks
 
 COVER, NO_MATCH = "cover", "no match"
@@ -56,8 +57,8 @@ def index_meta(model_path: str | Path, p: Params, model_version: str | None = No
 def check_compatible(index: ChunkIndex, expected: dict, index_dir: str | Path) -> None:
     """Refuse a query set up unlike the index, naming what differs and the fix."""
     names = {"model_sha1": "model", "features_hash": "features (CQT params)",
-             "chunk_s": "index.chunk_s", "hop_s": "index.hop_s"}
-    differ = [names[k] for k in names if index.meta.get(k) != expected.get(k)]
+             "chunk_s": "index.chunk_s", "hop_s": "index.hop_s"}      # IDENTITY, in words
+    differ = [names[k] for k in IDENTITY if index.meta.get(k) != expected.get(k)]
     if differ:
         raise ValueError(f"{index_dir} was built with another {', '.join(differ)} than this "
                          "query would use: rebuild it (`coverhunter index build`) or query "
@@ -87,14 +88,12 @@ def rank(index: ChunkIndex, q_vectors: np.ndarray, q_starts: np.ndarray, q_durat
          k: int, shortlist: int, threshold: float | None, top: int) -> list[Match]:
     """Works for query chunk vectors ``(m, d)`` starting at ``q_starts`` (s), best first."""
     sims, rows = index.search(q_vectors, k)                        # (m, k) each
-    approx: dict[str, float] = {}
-    for s, r in zip(sims.ravel(), rows.ravel()):
-        if r >= 0:
-            rec = index.tags.at[int(r), "recording_id"]
-            approx[rec] = max(approx.get(rec, -np.inf), float(s))
+    found = rows >= 0
+    recordings = index.tags["recording_id"].to_numpy()[rows[found]]
+    approx = pd.Series(sims[found]).groupby(recordings, sort=False).max()   # best fetched chunk
     chunk_s = index.meta["chunk_s"]
     scored = []
-    for rec in sorted(approx, key=approx.get, reverse=True)[:shortlist]:
+    for rec in approx.sort_values(ascending=False, kind="stable").index[:shortlist]:
         ref = index.rows_of(rec)
         sim = q_vectors @ index.vectors[ref].T                      # exact (m, n_ref)
         i, j = np.unravel_index(int(np.argmax(sim)), sim.shape)
