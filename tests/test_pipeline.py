@@ -216,6 +216,29 @@ def test_changed_fine_parameter_reruns_only_train_fine_and_evaluate(repro):
     assert stages_run(out.stdout) == {"train_fine", "evaluate", "index"}, out.stdout
 
 
+def test_more_steps_continue_the_shorter_run_and_equal_a_fresh_longer_one(repro):
+    """Raising only max_steps resumes the 20-step run (not the 10-step one, nor from
+    scratch); the model is bit-identical to a 30-step run from the start."""
+    import pandas as pd
+    import torch
+    repo, _ = repro
+    set_param(repo, "fine", "max_steps", 30)
+    out = dvc(repo, "repro")
+    assert "continuing the 20-step run" in out.stdout + out.stderr
+    model = repo / "artifacts" / "models" / "fine" / "model.pt"
+    continued = torch.load(model, weights_only=True)["model"]
+    curve = pd.read_csv(repo / "reports" / "train" / "fine" / "loss.csv").drop(columns="elapsed_s")
+    assert curve["step"].tolist() == list(range(1, 31))
+    for done in (repo / "artifacts" / "work").glob("fine-*"):
+        shutil.rmtree(done)
+    dvc(repo, "repro", "-f", "-s", "train_fine")
+    fresh = torch.load(model, weights_only=True)["model"]
+    assert fresh.keys() == continued.keys()
+    assert all(torch.equal(fresh[k], continued[k]) for k in fresh)
+    again = pd.read_csv(repo / "reports" / "train" / "fine" / "loss.csv").drop(columns="elapsed_s")
+    assert again.equals(curve)
+
+
 def test_changed_train_parameter_reruns_only_training_and_evaluate(repro):
     repo, _ = repro
     set_param(repo, "train", "lr", 0.0005)

@@ -189,7 +189,64 @@ def test_truncated_flac_keeps_a_valid_header(audio_dir):
     assert sf.info(str(path)).duration == pytest.approx(16.0)
     with pytest.raises(AudioDecodeError, match="truncated.flac: .*truncated or corrupt"):
         probe_audio(path)
-    assert probe_audio(audio_dir / VALID[0][2]) == pytest.approx(16.0)
+    facts = probe_audio(audio_dir / VALID[0][2])
+    assert facts.duration_s == pytest.approx(16.0)
+    # an amplitude-0.5 sine: peak 20·log10(0.5) = -6.02 dBFS, RMS 3.01 dB under it
+    assert (facts.peak_dbfs, facts.rms_dbfs) == (pytest.approx(-6.02, abs=0.01),
+                                                 pytest.approx(-9.03, abs=0.01))
+
+
+def music(seconds: float) -> np.ndarray:
+    """A signal codecs cannot shrink to nothing: a chord with a little noise."""
+    rng = np.random.default_rng(1)
+    x = sum(tone(f, seconds, RATE, 0.15) for f in (220.0, 277.2, 329.6))
+    return (x + 0.02 * rng.standard_normal(len(x))).astype(np.float32)
+
+
+@pytest.mark.parametrize("ext,fmt,subtype", [("wav", "WAV", "PCM_16"), ("flac", "FLAC", "PCM_16"),
+                                             ("ogg", "OGG", "VORBIS"),
+                                             ("mp3", "MP3", "MPEG_LAYER_III")])
+def test_a_file_cut_in_half_is_refused_in_every_container(tmp_path, ext, fmt, subtype):
+    """libsndfile decodes the first half of a cut WAV, Ogg or MP3 without complaint; the
+    container's own record of its length (data chunk size, end-of-stream page, LAME frame
+    count, STREAMINFO) gives the cut away."""
+    whole = tmp_path / f"whole.{ext}"
+    sf.write(whole, music(12.0), RATE, format=fmt, subtype=subtype)
+    assert probe_audio(whole).duration_s == pytest.approx(12.0, abs=0.06)
+    cut = tmp_path / f"cut.{ext}"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(AudioDecodeError, match=f"cut.{ext}: .*the file is truncated or corrupt"):
+        probe_audio(cut)
+
+
+def test_a_streaming_wav_with_an_unknown_size_is_accepted(tmp_path):
+    """Streaming writers leave 0xFFFFFFFF as the data size: no trace, so no verdict."""
+    path = tmp_path / "stream.wav"
+    sf.write(path, music(3.0), RATE, subtype="PCM_16")
+    raw = bytearray(path.read_bytes())
+    at = raw.index(b"data") + 4
+    raw[at:at + 4] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(raw))
+    assert probe_audio(path).duration_s == pytest.approx(3.0)
+
+
+def test_silent_and_near_silent_recordings_are_refused(audio_dir):
+    """Digital silence and a -70 dBFS hum are refused with the floor's key; a quiet
+    -50 dBFS recording (RMS) passes."""
+    audio = audio_dir / "audio"
+    sf.write(audio / "silence.flac", np.zeros(16 * RATE, np.float32), RATE, subtype="PCM_16")
+    sf.write(audio / "hum.flac", tone(440.0, 16.0, RATE, 10 ** (-67 / 20)), RATE, subtype="PCM_24")
+    sf.write(audio / "quiet.flac", tone(440.0, 16.0, RATE, 10 ** (-47 / 20)), RATE, subtype="PCM_24")
+    rows = [*VALID]
+    rows[3] = ("r04", "w2", "audio/silence.flac", "train", "Song two, remix")
+    rows[8] = ("r09", "w5", "audio/hum.flac", "test", "Song five")
+    rows[9] = ("r10", "w5", "audio/quiet.flac", "test", "Song five")
+    result = run(write_manifest(audio_dir, rows, name="silent.csv"))
+    assert_rejected(result, rows, {"r04": "the audio is silent: its RMS level is digital silence",
+                                   "r09": "its RMS level is -70.0 dBFS, under the -60 dBFS floor "
+                                          "(data.min_rms_dbfs)"}, "audio_not_silent")
+    assert result.manifest.loc[9, "rms_dbfs"] == pytest.approx(-50.0, abs=0.05)
 
 
 def test_single_version_training_work(audio_dir):
@@ -226,7 +283,7 @@ def test_too_short_file(audio_dir):
     rows = [*VALID]
     rows[4] = ("r05", "w3", "audio/short.flac", "train", "Song three")
     result = run(write_manifest(audio_dir, rows, name="short.csv"))
-    assert_rejected(result, rows, {"r05": "lasts 5.00 s, shorter than the 15 s chunk"},
+    assert_rejected(result, rows, {"r05": "lasts 5.00 s, shorter than the 15 s minimum (train.chunk_s)"},
                     "duration_at_least_min")
     assert result.manifest.loc[4, "measured_duration_s"] == pytest.approx(5.0)
 

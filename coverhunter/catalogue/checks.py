@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from coverhunter.catalogue.manifest import REQUIRED_COLUMNS
@@ -29,6 +30,8 @@ class Facts:
     train_split: str
     test_sets: list[str]
     min_duration_s: float
+    duration_key: str = "train.chunk_s"   # the params key that set min_duration_s
+    min_rms_dbfs: float = -60.0
 
     def lines_where(self, mask: pd.Series) -> str:
         return ", ".join(str(v) for v in self.df.loc[mask, "csv_line"])
@@ -36,7 +39,8 @@ class Facts:
 
 # long on purpose: the table of checks, one entry each, read top to bottom
 def build_checks(splits: list[str], train_split: str, test_sets: list[str],
-            min_duration_s: float) -> list[Check]:
+                 min_duration_s: float, duration_key: str = "train.chunk_s",
+                 min_rms_dbfs: float = -60.0) -> list[Check]:
     checks: list[Check] = []
     for col in REQUIRED_COLUMNS:
         checks.append(Check(
@@ -96,14 +100,29 @@ def build_checks(splits: list[str], train_split: str, test_sets: list[str],
                         "or delete the row")))
     checks.append(Check(
         "duration_at_least_min", f"the audio lasts at least {min_duration_s:g} s "
-        "(train.chunk_s)", ("audio_path",),
+        f"({duration_key})", ("audio_path",),
         lambda gxe: gxe.ExpectColumnValuesToBeBetween(column="measured_duration_s",
                                                       min_value=float(min_duration_s)),
         "measured_duration_s",
         lambda row, f: (round(float(row["measured_duration_s"]), 3),
                         f"the audio lasts {row['measured_duration_s']:.2f} s, shorter than "
-                        f"the {f.min_duration_s:g} s chunk (train.chunk_s)",
+                        f"the {f.min_duration_s:g} s minimum ({f.duration_key})",
                         f"use a recording of at least {f.min_duration_s:g} s, or delete the row")))
+
+    def silent(row, f):
+        rms = float(row["rms_dbfs"])
+        level = f"{rms:.1f} dBFS" if np.isfinite(rms) else "digital silence"
+        return (round(rms, 1) if np.isfinite(rms) else level), (
+            f"the audio is silent: its RMS level is {level}, under the "
+            f"{f.min_rms_dbfs:g} dBFS floor (data.min_rms_dbfs)"), (
+            "replace it with the real recording, or delete the row (a silent file has "
+            "no features to compare)")
+    checks.append(Check(
+        "audio_not_silent", f"the audio is louder than {min_rms_dbfs:g} dBFS RMS "
+        "(data.min_rms_dbfs)", ("audio_path",),
+        lambda gxe: gxe.ExpectColumnValuesToBeBetween(column="rms_dbfs",
+                                                      min_value=float(min_rms_dbfs)),
+        "rms_dbfs", silent))
 
     def single(row, f):
         n = int(row["train_versions"])

@@ -17,26 +17,31 @@ COMPUTED_COLUMNS: tuple[str, ...] = (
     "decodes",              # bool; None where the file is missing
     "measured_duration_s",  # float seconds from a full decode; NaN where it did not decode
     "probe_error",          # str; None where the file decoded
+    "rms_dbfs",             # float loudness over the whole file (-inf: digital silence); NaN where it did not decode
     "train_versions",       # float count of train rows of the row's work; NaN off train
     "work_in_train",        # bool for held-out rows (val and test sets); None elsewhere
     "work_in_test",         # bool for val rows; None elsewhere
 )
 
 
-def _probe(path: str | None) -> tuple[bool | None, bool | None, float, str | None]:
-    """(file exists, decodes, measured seconds, error) for one audio file."""
+Probed = tuple[bool | None, bool | None, float, str | None, float]
+
+
+def _probe(path: str | None) -> Probed:
+    """(file exists, decodes, measured seconds, error, RMS dBFS) for one audio file."""
     if path is None:
-        return None, None, math.nan, None
+        return None, None, math.nan, None, math.nan
     if not os.path.isfile(path):
-        return False, None, math.nan, f"{path}: no such file"
+        return False, None, math.nan, f"{path}: no such file", math.nan
     try:
-        return True, True, probe_audio(path), None
+        facts = probe_audio(path)
     except AudioDecodeError as err:
-        return True, False, math.nan, str(err)
+        return True, False, math.nan, str(err), math.nan
+    return True, True, facts.duration_s, None, facts.rms_dbfs
 
 
 def probe_files(paths: list[str | None], workers: int | None = None,
-                progress: bool = True) -> list[tuple[bool | None, bool | None, float, str | None]]:
+                progress: bool = True) -> list[Probed]:
     """Probe every file (threads: libsndfile releases the GIL), with a progress bar."""
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool, \
@@ -58,6 +63,7 @@ def add_computed_columns(df: pd.DataFrame, splits: list[str], train_split: str,
     df["decodes"] = pd.Series([p[1] for p in probed], index=df.index, dtype=object)
     df["measured_duration_s"] = pd.Series([p[2] for p in probed], index=df.index, dtype=float)
     df["probe_error"] = pd.Series([p[3] for p in probed], index=df.index, dtype=object)
+    df["rms_dbfs"] = pd.Series([p[4] for p in probed], index=df.index, dtype=float)
 
     n = len(df)
     train_versions = np.full(n, np.nan)

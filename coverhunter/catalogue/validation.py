@@ -129,11 +129,14 @@ def _run_suite(df: pd.DataFrame, checks: list[Check], runnable: set[str],
 # long on purpose: the suite's steps in order, each timed
 def validate_manifest(manifest_path: str | Path, splits: list[str], train_split: str,
                       test_sets: list[str], min_duration_s: float, report_dir: str | Path,
-                      *, workers: int | None = None, progress: bool = True) -> ValidationResult:
+                      *, duration_key: str = "train.chunk_s", min_rms_dbfs: float = -60.0,
+                      workers: int | None = None, progress: bool = True) -> ValidationResult:
     """Validate the manifest at ``manifest_path`` and write the two reports to ``report_dir``.
 
     ``splits`` is every allowed split name (``DataParams.splits``), ``train_split`` and
-    ``test_sets`` come from ``params.data``, ``min_duration_s`` is ``train.chunk_s``.
+    ``test_sets`` come from ``params.data``, ``min_duration_s`` is the params key
+    ``duration_key`` (``train.chunk_s`` for a training catalogue), and a recording whose
+    RMS level is under ``min_rms_dbfs`` (``data.min_rms_dbfs``) is refused as silent.
     Raises :class:`ManifestError` only for a file that cannot be read as a CSV; every
     other problem (a missing column included) is a failure in the result and the reports.
     """
@@ -149,11 +152,13 @@ def validate_manifest(manifest_path: str | Path, splits: list[str], train_split:
                               progress=progress)
     timings["probe_s"] = time.perf_counter() - t0
 
-    checks = build_checks(splits, train_split, test_sets, min_duration_s)
+    checks = build_checks(splits, train_split, test_sets, min_duration_s, duration_key,
+                          min_rms_dbfs)
     runnable = {c.name for c in checks if all(col in df for col in c.needs)}
     gx_results, gx_types = _run_suite(df, checks, runnable, timings)
 
-    facts = Facts(df, splits, train_split, test_sets, float(min_duration_s))
+    facts = Facts(df, splits, train_split, test_sets, float(min_duration_s), duration_key,
+                  float(min_rms_dbfs))
     failures: list[Failure] = []
     check_results: list[CheckResult] = []
     for check in checks:

@@ -5,11 +5,15 @@ of a catalogue is decoded through :func:`load_audio`, so the CQT always sees the
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
+
+from coverhunter.features.containers import cut_short
 
 
 class AudioDecodeError(RuntimeError):
@@ -50,14 +54,23 @@ def audio_duration(path: str | Path) -> float:
     return info.frames / info.samplerate
 
 
-def probe_audio(path: str | Path) -> float:
-    """Decode the whole of ``path`` at its native rate and return its duration in seconds.
+@dataclass(frozen=True)
+class AudioFacts:
+    """What a full decode measured: duration, and loudness over the whole file in dBFS."""
+    duration_s: float
+    rms_dbfs: float       # -inf for digital silence
+    peak_dbfs: float
+
+
+def probe_audio(path: str | Path) -> AudioFacts:
+    """Decode the whole of ``path`` at its native rate: its duration and loudness.
 
     Cheaper than :func:`load_audio` (blocks into one reused buffer, no resampling, no
     copy kept) but as strict: a truncated or corrupt file often has a valid header, so
-    every block is decoded and the decoded length is compared with the header's. Raises
-    :class:`AudioDecodeError`, naming the file and the fix, for a missing, empty,
-    undecodable, truncated or non-finite file.
+    every block is decoded and the container's own record of its length is checked
+    (:func:`coverhunter.features.containers.cut_short`). Raises :class:`AudioDecodeError`,
+    naming the file and the fix, for a missing, empty, undecodable, truncated or
+    non-finite file.
     """
     path = Path(path)
     if not path.is_file():
@@ -73,7 +86,7 @@ def probe_audio(path: str | Path) -> float:
         rate, expected = handle.samplerate, handle.frames
         block = 1 << 16                                         # frames per read (4 s at 16 kHz)
         buf = np.empty((block, handle.channels), dtype=np.float32)  # (block, channels)
-        decoded = 0
+        decoded, energy, peak = 0, 0.0, 0.0
         try:
             while True:
                 got = handle.read(block, dtype="float32", always_2d=True, out=buf)
@@ -83,6 +96,9 @@ def probe_audio(path: str | Path) -> float:
                     raise AudioDecodeError(
                         f"{path}: decoded samples are not finite near "
                         f"{decoded / rate:.1f} s; re-encode the file")
+                mono = got.mean(axis=1)                          # (frames,)
+                energy += float(np.dot(mono, mono))
+                peak = max(peak, float(np.abs(mono).max()))
                 decoded += len(got)
         except AudioDecodeError:
             raise
@@ -90,15 +106,16 @@ def probe_audio(path: str | Path) -> float:
             raise AudioDecodeError(
                 f"{path}: decoding stopped at {decoded / rate:.1f} s of {expected / rate:.1f} s "
                 f"({err}): the file is truncated or corrupt; {fix}") from err
-        # MPEG frame counts are estimates (and mpg123 pads a cut stream), so only the
-        # formats with exact counts are compared; 50 ms covers codec priming/padding.
-        if handle.format not in ("MPEG", "MP3") and expected - decoded > 0.05 * rate:
-            raise AudioDecodeError(
-                f"{path}: only {decoded / rate:.1f} s of the {expected / rate:.1f} s in its "
-                f"header decode: the file is truncated or corrupt; {fix}")
+        why = cut_short(path, handle.format, expected / rate, decoded / rate)
+        if why:
+            raise AudioDecodeError(f"{path}: {why}: the file is truncated or corrupt; {fix}")
     if decoded == 0:
         raise AudioDecodeError(f"{path}: the file holds no samples; remove or replace it")
-    return decoded / rate
+    return AudioFacts(decoded / rate, _dbfs(np.sqrt(energy / decoded)), _dbfs(peak))
+
+
+def _dbfs(amplitude: float) -> float:
+    return 20.0 * math.log10(amplitude) if amplitude > 0 else -math.inf
 
 
 def load_segment(path: str | Path, sample_rate: int, start_s: float, duration_s: float) -> np.ndarray:

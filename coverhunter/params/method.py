@@ -242,6 +242,7 @@ class DataParams:
     val_split: str
     test_sets: Annotated[list[str], Field(min_length=1)]
     main_test_set: str
+    min_rms_dbfs: Annotated[float, Field(le=0)]   # the silence floor of validate
 
     @property
     def splits(self) -> list[str]:

@@ -60,7 +60,8 @@ def prepare_manifest(manifest: str | Path, p: Params, report_dir: Path,
     splits = sorted(set(read_manifest(manifest)["split"].dropna()) - {p.data.train_split})
     result = validate_manifest(manifest, [p.data.train_split, *splits], p.data.train_split, splits,
                                min_duration_s=p.evaluate.min_duration_s, report_dir=report_dir,
-                               progress=progress)
+                               duration_key="evaluate.min_duration_s",
+                               min_rms_dbfs=p.data.min_rms_dbfs, progress=progress)
     raise_for_failures(result)
     df = result.manifest
     extract_catalogue(df["recording_id"].tolist(), df["audio_file"].tolist(), SCORE_FEATURES,

@@ -10,13 +10,17 @@ or a new model (`scratch`, as the paper). With `fine.enabled: false` it writes
 
 Resumable: checkpoints go to a scratch folder named by a fingerprint of everything that
 shapes the run (parameters, training recordings and their features), so a killed run
-resumes on the next `dvc repro`, and a changed parameter starts afresh. The stage's output
+resumes on the next `dvc repro`, and a changed parameter starts afresh. Raising only
+`max_steps` continues the longest shorter run of the same recipe (the learning-rate
+schedule and the batches depend on the step alone, so the result is the longer run's),
+which is how a model is trained for as long as held-out quality keeps rising. The stage's output
 is the final model only (`artifacts/models/<name>/model.pt`), the loss history
 (`reports/train/<name>/loss.csv`) and its plot.
 """
 from __future__ import annotations
 
 import dataclasses
+import logging
 import shutil
 from pathlib import Path
 
@@ -50,9 +54,11 @@ from coverhunter.training.augment_audio import AudioAugment
 from coverhunter.training.batches import AudioChunks, BatchMaker, OtherWorkAudio
 from coverhunter.training.data import ChunkDataset
 from coverhunter.training.fine import AlignedChunks, AlignedPairSampler
-from coverhunter.training.loop import seed_everything, train
+from coverhunter.training.loop import CHECKPOINT, seed_everything, train
 from coverhunter.training.losses import CoverHunterLoss
 from coverhunter.training.sampler import PKSampler
+
+log = logging.getLogger(__name__)
 
 SECTIONS = {"coarse": ("features", "model", "loss", "train", "augment"),         # what each
             "fine": ("features", "model", "loss", "train", "augment", "fine")}  # model reads
@@ -99,6 +105,22 @@ def batch_maker(p: Params, ds, keys: list, df: pd.DataFrame, labels: list[int],
                       device=resolve_device(p.train.device))
 
 
+def _continue_shorter(work_dir: Path, steps: int) -> None:
+    """Seed a new run's folder with the checkpoint of the longest shorter run of its recipe."""
+    if (work_dir / CHECKPOINT).exists():
+        return
+    prefix = work_dir.name.rsplit("-", 1)[0]
+    shorter = sorted((int(d.name.rsplit("-", 1)[1]), d) for d in WORK.glob(f"{prefix}-*")
+                     if d.name.rsplit("-", 1)[1].isdigit() and (d / CHECKPOINT).exists()
+                     and int(d.name.rsplit("-", 1)[1]) < steps)
+    if shorter:
+        n, source = shorter[-1]
+        work_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / CHECKPOINT, work_dir / f"{CHECKPOINT}.tmp")
+        (work_dir / f"{CHECKPOINT}.tmp").replace(work_dir / CHECKPOINT)
+        log.info("continuing the %d-step run in %s up to %d steps", n, source, steps)
+
+
 # long on purpose: coarse and fine share this path; their branches differ only in the data
 def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool = True) -> dict:
     """Train the coarse or the fine model; returns a summary (or why nothing was trained)."""
@@ -134,8 +156,13 @@ def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool =
         extra = [pd.util.hash_pandas_object(alignments, index=False).sum().item()]
         if p.fine.init == "coarse":   # the starting weights shape the run too
             extra.append(file_sha1(MODELS / "coarse" / "model.pt"))
-    key = fingerprint(used, list(zip(df["recording_id"], df["work_id"], shas)), *extra)
-    work_dir = WORK / f"{name}-{key}"
+    recordings = list(zip(df["recording_id"], df["work_id"], shas))
+    key = fingerprint(used, recordings, *extra)
+    length = "fine" if name == "fine" else "train"   # the section whose max_steps sets the length
+    recipe = fingerprint({**used, length: {k: v for k, v in used[length].items() if k != "max_steps"}},
+                         recordings, *extra)
+    work_dir = WORK / f"{name}-{recipe}-{steps}"
+    _continue_shorter(work_dir, steps)
     seed_everything(p.train.seed)
     model = CoverHunterNet(p.features.n_bins, p.model, len(works))
     if name == "fine" and p.fine.init == "coarse":

@@ -16,7 +16,8 @@ def run(params_path: str | Path = PARAMS, progress: bool = True) -> dict:
     p, _ = load(params_path)
     d = p.data
     result = validate_manifest(d.manifest, d.splits, d.train_split, d.test_sets,
-                               min_duration_s=p.train.chunk_s, report_dir=REPORTS, progress=progress)
+                               min_duration_s=p.train.chunk_s, report_dir=REPORTS,
+                               min_rms_dbfs=d.min_rms_dbfs, progress=progress)
     raise_for_failures(result)
     VALIDATED.parent.mkdir(parents=True, exist_ok=True)
     result.manifest.to_parquet(VALIDATED, index=False)
