@@ -20,8 +20,10 @@ log = logging.getLogger("coverhunter")
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from coverhunter.features.audio import AudioDecodeError
-    from coverhunter.features.extract import ExtractionError
-    return ValueError, FileNotFoundError, KeyError, AudioDecodeError, ExtractionError
+    from coverhunter.features.extract import ExtractionError, FeatureFileError
+    from coverhunter.model.checkpoint import CheckpointError
+    return (ValueError, FileNotFoundError, KeyError, AudioDecodeError, ExtractionError,
+            FeatureFileError, CheckpointError)
 
 
 def _show(result) -> None:
@@ -149,8 +151,9 @@ def _globals(ap: argparse.ArgumentParser, default=argparse.SUPPRESS) -> None:
                     help="the project folder (params.yaml, dvc.yaml, artifacts/); default: here")
     ap.add_argument("--params", type=Path, default=default if default is argparse.SUPPRESS else Path("params.yaml"),
                     help="params file, relative to --repo unless absolute (default: params.yaml)")
-    ap.add_argument("-v", "--verbose", action="store_true", default=default if default is argparse.SUPPRESS else False,
-                    help="debug log lines")
+    ap.add_argument("-v", "--verbose", "--debug", action="store_true",
+                    default=default if default is argparse.SUPPRESS else False,
+                    help="debug log lines, and the traceback of an error")
     ap.add_argument("-q", "--quiet", action="store_true", default=default if default is argparse.SUPPRESS else False,
                     help="warnings only")
 

@@ -6,7 +6,13 @@ import soundfile as sf
 from synth import tone
 
 from coverhunter.features.cqt import CQTFrontEnd, extract_cqt
-from coverhunter.features.extract import ExtractionError, extract_catalogue, load_features, read_index
+from coverhunter.features.extract import (
+    ExtractionError,
+    FeatureFileError,
+    extract_catalogue,
+    load_features,
+    read_index,
+)
 
 
 @pytest.fixture()
@@ -75,3 +81,45 @@ def test_dropped_recordings_leave_the_index(catalogue, tmp_path, params):
 def test_missing_features_are_reported(tmp_path):
     with pytest.raises(KeyError, match="run the extract stage"):
         load_features(tmp_path, ["nope"])
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_damaged_feature_file_is_named_and_recomputed(catalogue, tmp_path, params, damage, caplog):
+    """A cut or edited feature file: the reader names it and the fix; the next extract
+    recomputes that file alone (byte-identical to the first) and says which it was."""
+    out = tmp_path / "feats"
+    run(catalogue, out, params)
+    files = {r: out / f for r, f in read_index(out)[["recording_id", "feature_file"]].values}
+    original = files["rec/1"].read_bytes()
+    stamps = {r: os.stat(f).st_mtime_ns for r, f in files.items()}
+    if damage == "truncate":
+        files["rec/1"].write_bytes(original[: len(original) // 2])
+        with pytest.raises(FeatureFileError, match=r"rec_1-\w+\.npy \(recording rec/1\) is damaged "
+                                                   r".*dvc repro extract"):
+            load_features(out, ["rec/0", "rec/1"])
+    else:   # same size, one value changed: only the hash can tell
+        flipped = bytearray(original)
+        flipped[-7] ^= 0x40
+        files["rec/1"].write_bytes(bytes(flipped))
+    with caplog.at_level("WARNING", logger="coverhunter.features.extract"):
+        run(catalogue, out, params)
+    assert f"{files['rec/1']} (rec/1)" in caplog.text and "recomputing 1 feature file(s)" in caplog.text
+    assert files["rec/1"].read_bytes() == original
+    assert all(os.stat(files[r]).st_mtime_ns == stamps[r] for r in ("rec/0", "rec/2"))
+
+
+def test_an_index_without_recorded_hashes_is_checked_and_kept(catalogue, tmp_path, params):
+    """Indexes written before sizes and hashes were recorded: intact files are kept (not
+    recomputed) and get their size and hash; a file with the wrong frame count is redone."""
+    out = tmp_path / "feats"
+    run(catalogue, out, params)
+    index = read_index(out)
+    files = {r: out / f for r, f in index[["recording_id", "feature_file"]].values}
+    stamps = {r: os.stat(f).st_mtime_ns for r, f in files.items()}
+    index.drop(columns=["feature_bytes", "feature_sha1"]).to_parquet(out / "index.parquet")
+    np.save(files["rec/2"], np.zeros((3, 96), np.float16))     # a well-formed but wrong array
+    after = run(catalogue, out, params).set_index("recording_id")
+    assert os.stat(files["rec/0"]).st_mtime_ns == stamps["rec/0"]
+    assert os.stat(files["rec/1"]).st_mtime_ns == stamps["rec/1"]
+    assert load_features(out, ["rec/2"])[0].shape == (4 * 25 + 1, 96)
+    assert after.loc["rec/0", "feature_sha1"] == index.set_index("recording_id").loc["rec/0", "feature_sha1"]

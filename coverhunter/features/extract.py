@@ -1,8 +1,10 @@
 """Feature extraction for a whole catalogue: one log-CQT file per recording, an index table.
 
 Incremental and resumable: a recording is recomputed only when its audio content (SHA-1)
-or the feature parameters changed; finished features are written atomically and the index
-is saved after every batch, so a kill loses at most one batch. A file that cannot be decoded
+or the feature parameters changed, or when its feature file no longer has the size and
+SHA-1 the index recorded for it (a truncated or edited file is recomputed, and named);
+finished features are written atomically and the index is saved after every batch, so a
+kill loses at most one batch. A reader that meets a damaged file names it and the fix. A file that cannot be decoded
 does not stop the others: every other recording is extracted, then the run fails with the
 name of each bad file and the fix, leaving all finished features in place.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,11 +28,37 @@ from coverhunter.params import FeatureParams
 from coverhunter.progress import bar as progress_bar
 
 INDEX = "index.parquet"
-INDEX_COLUMNS = ["recording_id", "feature_file", "n_frames", "audio_sha1", "features_hash"]
+INDEX_COLUMNS = ["recording_id", "feature_file", "n_frames", "audio_sha1", "features_hash",
+                 "feature_bytes", "feature_sha1"]
+log = logging.getLogger(__name__)
 
 
 class ExtractionError(RuntimeError):
     """Some recordings could not be extracted; the message names each file."""
+
+
+class FeatureFileError(RuntimeError):
+    """A feature file is missing or damaged; the message names it and the fix."""
+
+
+def _intact(out_dir: Path, row: dict) -> bool:
+    """Whether a feature file still has the size and SHA-1 its index row recorded.
+
+    Rows of an index written before those were recorded are checked by loading the array
+    (its frame count must match) and get their size and hash filled in.
+    """
+    path = out_dir / row["feature_file"]
+    if not path.is_file():
+        return False
+    if not row.get("feature_sha1"):
+        try:
+            ok = np.load(path, mmap_mode="r").shape[0] == row["n_frames"]
+        except (ValueError, OSError, EOFError):
+            return False
+        if ok:
+            row["feature_bytes"], row["feature_sha1"] = path.stat().st_size, file_sha1(path)
+        return ok
+    return path.stat().st_size == row["feature_bytes"] and file_sha1(path) == row["feature_sha1"]
 
 
 def features_hash(p: FeatureParams) -> str:
@@ -58,10 +87,13 @@ def _write_index(out_dir: Path, rows: dict[str, dict]) -> None:
     os.replace(tmp, out_dir / INDEX)
 
 
-def _save_array(path: Path, array: np.ndarray) -> None:
+def _save_array(path: Path, array: np.ndarray) -> tuple[int, str]:
+    """Write ``array`` atomically; returns the file's size and SHA-1."""
     tmp = path.with_suffix(".tmp.npy")
     np.save(tmp, array)
+    facts = tmp.stat().st_size, file_sha1(tmp)
     os.replace(tmp, path)
+    return facts
 
 
 def extract_catalogue(recording_ids: Sequence[str], audio_files: Sequence[str | Path],
@@ -78,14 +110,20 @@ def extract_catalogue(recording_ids: Sequence[str], audio_files: Sequence[str | 
     old = {r["recording_id"]: r for r in read_index(out_dir).to_dict("records")}
     rows: dict[str, dict] = {}
     todo: list[tuple[str, Path, str]] = []
+    damaged: list[str] = []
     for rid, audio in zip(recording_ids, audio_files):
         sha = file_sha1(audio) if Path(audio).is_file() else ""
         prev = old.get(rid)
-        if (prev and prev["audio_sha1"] == sha and prev["features_hash"] == fhash
-                and (out_dir / prev["feature_file"]).exists()):
+        current = prev is not None and prev["audio_sha1"] == sha and prev["features_hash"] == fhash
+        if current and _intact(out_dir, prev):
             rows[rid] = prev
         else:
+            if current:
+                damaged.append(f"{out_dir / prev['feature_file']} ({rid})")
             todo.append((rid, Path(audio), sha))
+    if damaged:
+        log.warning("recomputing %d feature file(s) that are missing or no longer match their "
+                    "recorded size and SHA-1: %s", len(damaged), ", ".join(damaged))
     for rid in set(old) - set(recording_ids):                 # no longer in the manifest
         (out_dir / old[rid]["feature_file"]).unlink(missing_ok=True)
     _write_index(out_dir, rows)
@@ -107,9 +145,10 @@ def extract_catalogue(recording_ids: Sequence[str], audio_files: Sequence[str | 
         for i, feats in zip(ok, extract_cqt(audios, front, device) if audios else []):
             rid, _, sha = todo[i]
             name = _safe_name(rid)
-            _save_array(out_dir / name, feats.astype(p.store_dtype))
+            size, digest = _save_array(out_dir / name, feats.astype(p.store_dtype))
             rows[rid] = {"recording_id": rid, "feature_file": name, "n_frames": len(feats),
-                         "audio_sha1": sha, "features_hash": fhash}
+                         "audio_sha1": sha, "features_hash": fhash,
+                         "feature_bytes": size, "feature_sha1": digest}
         _write_index(out_dir, rows)
         bar.update(len(group))
     bar.close()
@@ -139,4 +178,20 @@ def load_features(out_dir: str | Path, recording_ids: Sequence[str],
     if missing:
         raise KeyError(f"no features for {len(missing)} recording(s) in {out_dir} "
                        f"(first: {missing[:3]}); run the extract stage")
-    return [np.load(out_dir / files[r], mmap_mode="r") for r in recording_ids]
+    frames = dict(zip(index["recording_id"], index["n_frames"]))
+    return [_open(out_dir / files[r], r, frames[r]) for r in recording_ids]
+
+
+def _open(path: Path, recording_id: str, n_frames: int) -> np.ndarray:
+    """Memory-map one feature file, or say which file is damaged and how to repair it."""
+    fix = "run the extract stage again (`dvc repro extract`): it recomputes damaged files"
+    try:
+        array = np.load(path, mmap_mode="r")
+    except FileNotFoundError:
+        raise FeatureFileError(f"{path} (recording {recording_id}) is missing; {fix}") from None
+    except (ValueError, OSError, EOFError) as err:
+        raise FeatureFileError(f"{path} (recording {recording_id}) is damaged ({err}); {fix}") from None
+    if array.shape[0] != n_frames:
+        raise FeatureFileError(f"{path} (recording {recording_id}) has {array.shape[0]} frames, "
+                               f"its index says {n_frames}; {fix}")
+    return array

@@ -111,7 +111,7 @@ def log_model(checkpoint_path: str | Path, n_bins: int, embedding_dim: int,
     inferred. With ``input_example`` MLflow stores a ``(1, 64, n_bins)`` example and
     checks it against the model once while logging."""
 
-    from coverhunter.model.checkpoint import load_checkpoint, save_model
+    from coverhunter.model.checkpoint import load_checkpoint, save_model, tensors_digest
 
     state = load_checkpoint(Path(checkpoint_path))
     if state["config"]["n_bins"] != n_bins:
@@ -133,7 +133,8 @@ def log_model(checkpoint_path: str | Path, n_bins: int, embedding_dim: int,
                                   ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "demo"))
         info = mlflow.pyfunc.log_model(
             name=name, python_model=str(code), code_paths=[str(bundled)],
-            metadata={"checkpoint_sha1": file_sha1(checkpoint_path)},   # finds the version again
+            metadata={"checkpoint_sha1": file_sha1(checkpoint_path),    # finds the version again
+                      "tensors_sha256": tensors_digest(state)},        # what load checks
             artifacts={CHECKPOINT_ARTIFACT: str(slim)},
             signature=model_signature(n_bins, embedding_dim),
             input_example=example, pip_requirements=pinned_requirements())

@@ -1,9 +1,18 @@
 """Checkpoints and devices: saving and loading a network's weights with its config, and
 starting a model from another's weights. Every load is ``torch.load(weights_only=True)``
-(a checkpoint can never run code)."""
+(a checkpoint can never run code).
+
+Integrity: every checkpoint carries the SHA-256 of its tensors (:data:`DIGEST`), checked
+on load, so a flipped byte is caught even where it leaves a finite weight; weights that
+are not finite are refused; any load error names the file and the fix. Checkpoints
+written before the digest existed load after the finiteness check alone.
+"""
 from __future__ import annotations
 
+import hashlib
 import os
+import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -18,23 +27,77 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def save_checkpoint(path: Path, payload: dict) -> None:
-    """Write atomically: a kill during the write leaves the previous checkpoint intact."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
+DIGEST = "tensors_sha256"   # the payload key holding the digest of every tensor in it
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be trusted; the message names the file and the fix."""
+
+
+def tensors_digest(payload) -> str:
+    """SHA-256 over every tensor of a (nested) payload: its place, dtype, shape and bytes."""
+    h = hashlib.sha256()
+
+    def walk(node, where: str) -> None:
+        if isinstance(node, torch.Tensor):
+            t = node.detach().cpu().contiguous().reshape(-1)
+            h.update(f"{where}|{node.dtype}|{tuple(node.shape)}|".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes())
+        elif isinstance(node, dict):
+            for k, v in node.items():
+                if k != DIGEST:
+                    walk(v, f"{where}/{k}")
+        elif isinstance(node, (list, tuple)):
+            for i, v in enumerate(node):
+                walk(v, f"{where}/{i}")
+    walk(payload, "")
+    return h.hexdigest()
+
+
+def _save(payload: dict, path: Path) -> None:
+    """Write ``payload`` and its digest atomically: a kill mid-write leaves the old file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({**payload, DIGEST: tensors_digest(payload)}, tmp)
     os.replace(tmp, path)
 
 
+def save_checkpoint(path: Path, payload: dict) -> None:
+    """A training checkpoint (model, optimiser, sampler and RNG state), with its digest."""
+    _save(payload, Path(path))
+
+
 def load_checkpoint(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Read a checkpoint, refusing a damaged one with a message naming the file."""
+    path = Path(path)
+    fix = "delete it and run the stage that writes it again (or restore it from git or DVC)"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint; run the stage that writes it "
+                              "(or restore it from git or DVC)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (EOFError, RuntimeError, ValueError, OSError, pickle.UnpicklingError, zipfile.BadZipFile,
+            KeyError, IndexError) as err:
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({detail}); {fix}") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"{path}: not a CoverHunter checkpoint (no weights in it); {fix}")
+    if DIGEST in state and tensors_digest(state) != state[DIGEST]:
+        raise CheckpointError(f"{path}: the weights do not match the checksum saved with them "
+                              f"(the file was damaged after it was written); {fix}")
+    bad = [k for k, v in state["model"].items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path}: weights that are not finite (NaN or inf) in {', '.join(bad[:3])}"
+                              f"{' …' if len(bad) > 3 else ''}: training diverged or the file is "
+                              f"damaged; {fix}")
+    return state
 
 
 def save_model(state: dict, path: str | Path, **extra) -> Path:
     """Write the inference part of a checkpoint ``state`` (config + weights) and ``extra``
-    metadata to ``path``; :func:`load_model` reads it back."""
+    metadata to ``path`` atomically, with its digest; :func:`load_model` reads it back."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"config": state["config"], "model": state["model"], **extra}, path)
+    _save({"config": state["config"], "model": state["model"], **extra}, path)
     return path
 
 

@@ -16,10 +16,9 @@ import subprocess
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from coverhunter.mlops.pretrain import init_dvc, prepare_workspace, write_card
-from coverhunter.model.checkpoint import load_checkpoint, resolve_device
+from coverhunter.model.checkpoint import load_checkpoint, resolve_device, save_model
 from coverhunter.pipeline.layout import load
 
 ROOT = Path.cwd()
@@ -43,10 +42,7 @@ def export(params_path: str | Path = "params.yaml", score_demo: bool = True) -> 
     weights = {k: v for k, v in state["model"].items() if not k.startswith("classifier.")}
     config = {**state["config"], "n_classes": 0}
     dest = ROOT / p.train.pretrained
-    dest.mkdir(parents=True, exist_ok=True)
-    tmp = dest / "model.pt.tmp"
-    torch.save({"config": config, "model": weights, "pretrained_on": "large"}, tmp)
-    tmp.replace(dest / "model.pt")
+    save_model({"config": config, "model": weights}, dest / "model.pt", pretrained_on="large")
 
     manifest = pd.read_csv(ws / wp.data.manifest)
     curves = [pd.read_csv(ws / "reports" / "train" / m / "loss.csv")
