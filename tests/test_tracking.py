@@ -278,3 +278,34 @@ def test_a_registered_version_is_found_by_its_checkpoint_bytes(store, model_uri,
     decision = promotion.register_and_promote(model_uri, "m", 0.5, name="by-bytes")
     assert registry.version_of(file_sha1(path), name="by-bytes") == decision.version == "1"
     assert registry.version_of("0" * 40, name="by-bytes") is None
+
+
+def test_runs_of_a_killed_process_are_marked_killed_by_the_next_run(store, monkeypatch):
+    """`kill -9` ends no MLflow run: the next run of the same stage marks it KILLED.
+    A run whose process is alive, and runs of other stages, are left RUNNING."""
+    import signal
+    import subprocess
+    import sys
+    root, _ = store
+    monkeypatch.delenv(tracking.PIPELINE_ENV, raising=False)
+    script = ("import sys, time\nfrom coverhunter.mlops import tracking\n"
+              f"tracking.configure({str(root)!r})\n"
+              "with tracking.stage_run(sys.argv[1], 'killtest', {}) as run:\n"
+              "    print(run.info.run_id, flush=True)\n    time.sleep(300)\n")
+    procs = [subprocess.Popen([sys.executable, "-c", script, stage], stdout=subprocess.PIPE, text=True)
+             for stage in ("align", "align", "index")]
+    ids = [p.stdout.readline().strip() for p in procs]
+    client = MlflowClient()
+    try:
+        for p in (procs[0], procs[2]):            # the first align run and the index run die
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+        assert {client.get_run(i).info.status for i in ids} == {"RUNNING"}
+        with tracking.stage_run("align", "killtest", {}) as run:
+            mine = run.info.run_id
+        status = {i: client.get_run(i).info.status for i in [*ids, mine]}
+        assert status == {ids[0]: "KILLED", ids[1]: "RUNNING", ids[2]: "RUNNING", mine: "FINISHED"}
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()

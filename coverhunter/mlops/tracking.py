@@ -31,8 +31,10 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -48,6 +50,8 @@ from mlflow.tracking import MlflowClient
 PIPELINE_ENV = "COVERHUNTER_PIPELINE_RUN"
 DEFAULT_EXPERIMENT = "coverhunter"
 KEY_TAG = "pipeline_key"
+logger = logging.getLogger(__name__)
+PID_TAG, HOST_TAG = "pid", "host"        # who runs a stage: a run whose process died is KILLED
 PARENT_TAG = "mlflow.parentRunId"
 _KEY_RE = re.compile(r"^[A-Za-z0-9_.:@+\-]{1,200}$")
 
@@ -226,6 +230,35 @@ def end_parent_run(key: str, status: str = "FINISHED") -> None:
         client.set_terminated(run.info.run_id, status=status)
 
 
+def mark_killed(stage_name: str) -> list[str]:
+    """End as ``KILLED`` the runs of ``stage_name`` still ``RUNNING`` whose process, on this
+    host, is gone (a ``kill -9`` or a power cut ends no run); returns their ids. Runs
+    started on other hosts are left alone: from here their process cannot be seen."""
+    client, host, killed = MlflowClient(), socket.gethostname(), []
+    for run in client.search_runs([_experiment_id()], f"tags.stage = '{stage_name}' "
+                                  "and attributes.status = 'RUNNING'"):
+        tags = run.data.tags
+        if tags.get(HOST_TAG) == host and tags.get(PID_TAG, "").isdigit() \
+                and not _alive(int(tags[PID_TAG])):
+            client.set_terminated(run.info.run_id, status="KILLED")
+            killed.append(run.info.run_id)
+    if killed:
+        logger.warning("MLflow: %d run(s) of %s whose process died marked KILLED", len(killed), stage_name)
+    return killed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:    # someone else's live process
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def stage_run(stage_name: str, key: str, params: Mapping[str, Any] | Any,
               tags: Mapping[str, Any] | None = None) -> Iterator[mlflow.ActiveRun]:
@@ -236,8 +269,10 @@ def stage_run(stage_name: str, key: str, params: Mapping[str, Any] | Any,
     ``section.key``, and the tags ``stage``, ``pipeline_key``, ``git_commit`` and
     ``dvc_params_hash`` (``params_hash(params)``) besides ``tags``."""
     parent = parent_run(key)
+    mark_killed(stage_name)
     all_tags = {"stage": stage_name, KEY_TAG: key, "git_commit": git_commit(),
-                "dvc_params_hash": params_hash(params)}
+                "dvc_params_hash": params_hash(params), PID_TAG: str(os.getpid()),
+                HOST_TAG: socket.gethostname()}
     all_tags.update({k: str(v) for k, v in (tags or {}).items()})
     run = mlflow.start_run(experiment_id=_experiment_id(), run_name=stage_name,
                            parent_run_id=parent, tags=all_tags)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import math
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,8 @@ import pandas as pd
 
 from coverhunter.digest import json_sha1
 from coverhunter.params import load  # noqa: F401  (the one params reader, re-exported for stages)
+
+log = logging.getLogger(__name__)
 
 PARAMS = Path("params.yaml")
 ARTIFACTS = Path("artifacts")
@@ -38,9 +43,59 @@ def validated_manifest() -> pd.DataFrame:
 
 
 def write_json(path: Path, data: Any) -> Path:
+    """Write ``data`` as strict JSON, atomically. A value that is not a finite number
+    (a metric of a set with no scorable query) becomes ``null``, with a warning naming it."""
+    bad: list[str] = []
+    empty: list[str] = []
+
+    def finite(node: Any, where: str) -> Any:
+        if isinstance(node, dict):
+            if node.get("n_queries") == 0:
+                empty.append(where)
+            return {k: finite(v, f"{where}.{k}" if where else str(k)) for k, v in node.items()}
+        if isinstance(node, (list, tuple)):
+            return [finite(v, f"{where}[{i}]") for i, v in enumerate(node)]
+        if isinstance(node, float) and not math.isfinite(node):
+            bad.append(where)
+            return None
+        return node
+
+    clean = finite(data, "")
+    if bad:
+        why = (f"; {', '.join(empty)} had no query with another version of its work in the set"
+               if empty else "")
+        log.warning("%s: %s %s not a number, written as null%s", path,
+                    ", ".join(bad[:8]) + (" …" if len(bad) > 8 else ""),
+                    "is" if len(bad) == 1 else "are", why)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(clean, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    os.replace(tmp, path)
     return path
+
+
+@contextlib.contextmanager
+def replacing(*folders: Path) -> Iterator[list[Path]]:
+    """Fresh, empty stand-ins for ``folders`` (``<name>.new`` beside each): when the block
+    succeeds they replace the folders, and when it fails or is killed the folders keep
+    what they held (a failed run never costs the previous model or report)."""
+    staged = [Path(f).with_name(Path(f).name + ".new") for f in folders]
+    for folder in staged:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+    try:
+        yield staged
+    except BaseException:
+        for folder in staged:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    for new, folder in zip(staged, folders):
+        old = Path(folder).with_name(Path(folder).name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if Path(folder).exists():
+            os.replace(folder, old)
+        os.replace(new, folder)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager

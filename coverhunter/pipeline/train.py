@@ -45,6 +45,7 @@ from coverhunter.pipeline.layout import (
     WORK,
     fingerprint,
     load,
+    replacing,
     validated_manifest,
     write_json,
 )
@@ -128,13 +129,12 @@ def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool =
         raise ValueError(f"unknown model {name!r}: choose coarse or fine")
     p, raw = load(params_path)
     used = {s: raw[s] for s in SECTIONS[name]}
-    model_dir, report_dir = MODELS / name, REPORTS / "train" / name
-    for folder in (model_dir, report_dir):       # stage outputs: nothing stale survives a run
-        shutil.rmtree(folder, ignore_errors=True)
+    outputs = MODELS / name, REPORTS / "train" / name   # replaced whole, and only on success
     if name == "fine" and not p.fine.enabled:
         skipped = {"skipped": True, "reason": "fine.enabled is false"}
-        write_json(model_dir / SKIPPED, skipped)
-        write_json(report_dir / SKIPPED, skipped)
+        with replacing(*outputs) as (model_dir, report_dir):
+            write_json(model_dir / SKIPPED, skipped)
+            write_json(report_dir / SKIPPED, skipped)
         return skipped
     df = validated_manifest()
     df = df[df["split"] == p.data.train_split].sort_values("recording_id")
@@ -175,20 +175,20 @@ def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool =
 
     tracking.configure(Path.cwd())
     with tracking.stage_run(f"train_{name}", tracking.pipeline_key(raw), used,
-                            tags={"model": name, "work_dir": str(work_dir)}):
+                            tags={"model": name, "work_dir": str(work_dir)}), \
+            replacing(*outputs) as (model_dir, report_dir):
         schedule = dataclasses.replace(p.train, max_steps=steps)
         result = train(model, loss, ds, sampler, schedule, work_dir,
                        callback=tracking.step_logger(p.train.log_every), progress=progress,
                        make=make)
         history = pd.DataFrame(result.history)
         history.insert(0, "step", np.arange(1, len(history) + 1))
-        report_dir.mkdir(parents=True, exist_ok=True)
         csv = report_dir / "loss.csv"
         history.to_csv(csv, index=False)
         png = plot_loss(result.history, report_dir / "loss.png", f"{name} model: training loss")
         out = save_model(load_checkpoint(result.checkpoint), model_dir / "model.pt",
                          works=works, fingerprint=key)
-        summary = {"model": str(out), "steps": result.steps, "works": len(works),
+        summary = {"model": str(outputs[0] / out.name), "steps": result.steps, "works": len(works),
                    "recordings": len(df), "items": len(ds),
                    "final_loss": float(history["total"].tail(20).mean())}
         tracking.log({"train_items": len(ds), "final_loss": summary["final_loss"]}, [csv, png])
