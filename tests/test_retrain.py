@@ -24,7 +24,7 @@ import soundfile as sf
 import yaml
 from conftest import ROOT
 from mlflow import MlflowClient
-from test_pipeline import make_copy
+from tiny_project import make_copy
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 NAME = "coverhunter"

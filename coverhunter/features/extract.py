@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from coverhunter.atomic import write_atomic
 from coverhunter.digest import file_sha1, json_sha1
 from coverhunter.features.audio import AudioDecodeError, audio_duration, load_audio
 from coverhunter.features.cqt import CQTFrontEnd, batches_by_duration, extract_cqt
@@ -82,18 +82,13 @@ def read_index(out_dir: Path) -> pd.DataFrame:
 
 def _write_index(out_dir: Path, rows: dict[str, dict]) -> None:
     df = pd.DataFrame(sorted(rows.values(), key=lambda r: r["recording_id"]), columns=INDEX_COLUMNS)
-    tmp = out_dir / (INDEX + ".tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, out_dir / INDEX)
+    write_atomic(out_dir / INDEX, lambda tmp: df.to_parquet(tmp, index=False))
 
 
 def _save_array(path: Path, array: np.ndarray) -> tuple[int, str]:
     """Write ``array`` atomically; returns the file's size and SHA-1."""
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, array)
-    facts = tmp.stat().st_size, file_sha1(tmp)
-    os.replace(tmp, path)
-    return facts
+    write_atomic(path, lambda tmp: np.save(tmp, array))
+    return path.stat().st_size, file_sha1(path)
 
 
 def extract_catalogue(recording_ids: Sequence[str], audio_files: Sequence[str | Path],
@@ -106,6 +101,8 @@ def extract_catalogue(recording_ids: Sequence[str], audio_files: Sequence[str | 
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in [*out_dir.glob("*.tmp.npy"), *out_dir.glob("*.tmp.parquet")]:
+        leftover.unlink()                          # half-written by a killed run
     fhash = features_hash(p)
     old = {r["recording_id"]: r for r in read_index(out_dir).to_dict("records")}
     rows: dict[str, dict] = {}

@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from coverhunter.atomic import write_atomic
+
 LINKED = ("coverhunter", "stages", "flows")   # linked into the workspace
 COPIED = ("dvc.yaml",)   # copied (DVC resolves a linked dvc.yaml to the project's own pipeline)
 
@@ -48,12 +50,6 @@ def pretrained_checkpoint(folder: str | Path) -> Path:
         raise FileNotFoundError(f"train.init is 'pretrained' but {path} does not exist: run "
                                 "`make pretrain`, or train from scratch with -S train.init=scratch")
     return path
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def init_dvc(ws: Path) -> None:

@@ -10,13 +10,13 @@ written before the digest existed load after the finiteness check alone.
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import zipfile
 from pathlib import Path
 
 import torch
 
+from coverhunter.atomic import write_atomic
 from coverhunter.model.network import LEGACY_MODEL_KEYS, CoverHunterNet
 
 
@@ -24,7 +24,16 @@ def resolve_device(name: str) -> torch.device:
     """``auto`` → CUDA when available, else CPU; otherwise the named device."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"device {name!r} ({err}): use auto, cpu or cuda[:N]") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r}: this machine has no CUDA device; use auto or cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA "
+                         "device(s); use auto, cuda or cuda:N with a smaller N")
+    return device
 
 
 DIGEST = "tensors_sha256"   # the payload key holding the digest of every tensor in it
@@ -56,10 +65,7 @@ def tensors_digest(payload) -> str:
 
 def _save(payload: dict, path: Path) -> None:
     """Write ``payload`` and its digest atomically: a kill mid-write leaves the old file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({**payload, DIGEST: tensors_digest(payload)}, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: torch.save({**payload, DIGEST: tensors_digest(payload)}, tmp))
 
 
 def save_checkpoint(path: Path, payload: dict) -> None:

@@ -156,16 +156,16 @@ def run(params_path: str | Path = "params.yaml", progress: bool = True) -> dict:
 def change(params_path: str | Path, add: str | Path | None = None, remove: list[str] | None = None) -> dict:
     """Add a manifest's recordings to the index (their features extracted and cached like
     the pipeline's) or remove recordings by id, without embedding the catalogue again."""
-    from coverhunter.pipeline.score import SCORE_FEATURES, prepare_manifest
+    from coverhunter.pipeline.score import prepare_manifest
 
     p, _ = load(params_path)
     index = ChunkIndex.load(INDEX)
     if remove:
         index = index.drop(remove)
     if add:
-        rows, _, _ = prepare_manifest(add, p, REPORTS / "index_add")
+        rows, _, _, cache = prepare_manifest(add, p, REPORTS / "index_add")
         model_path = final_model(p)
-        new = build(p, rows.sort_values("recording_id"), model_path, index_meta(model_path, p), SCORE_FEATURES)
+        new = build(p, rows.sort_values("recording_id"), model_path, index_meta(model_path, p), cache)
         index = index.add(new)          # keeps the index's own meta (threshold, model version)
     index.save(INDEX)
     return {"n_vectors": len(index), "n_recordings": len(index.recordings())}

@@ -7,13 +7,13 @@ import json
 import logging
 import math
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from coverhunter.atomic import replacing, write_atomic  # noqa: F401  (re-exported for the stages)
 from coverhunter.digest import json_sha1
 from coverhunter.params import load  # noqa: F401  (the one params reader, re-exported for stages)
 
@@ -67,35 +67,7 @@ def write_json(path: Path, data: Any) -> Path:
         log.warning("%s: %s %s not a number, written as null%s", path,
                     ", ".join(bad[:8]) + (" …" if len(bad) > 8 else ""),
                     "is" if len(bad) == 1 else "are", why)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(clean, indent=2, sort_keys=True, allow_nan=False) + "\n")
-    os.replace(tmp, path)
-    return path
-
-
-@contextlib.contextmanager
-def replacing(*folders: Path) -> Iterator[list[Path]]:
-    """Fresh, empty stand-ins for ``folders`` (``<name>.new`` beside each): when the block
-    succeeds they replace the folders, and when it fails or is killed the folders keep
-    what they held (a failed run never costs the previous model or report)."""
-    staged = [Path(f).with_name(Path(f).name + ".new") for f in folders]
-    for folder in staged:
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-    try:
-        yield staged
-    except BaseException:
-        for folder in staged:
-            shutil.rmtree(folder, ignore_errors=True)
-        raise
-    for new, folder in zip(staged, folders):
-        old = Path(folder).with_name(Path(folder).name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if Path(folder).exists():
-            os.replace(folder, old)
-        os.replace(new, folder)
-        shutil.rmtree(old, ignore_errors=True)
+    return write_atomic(path, json.dumps(clean, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 @contextlib.contextmanager

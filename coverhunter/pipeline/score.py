@@ -3,7 +3,9 @@
     coverhunter score --manifest other/manifest.csv [--model champion | PATH | models:/...]
 
 The manifest is validated with the same suite as the pipeline's (bad rows are named and
-stop the run). Features are extracted into a cache shared by scoring runs. Every split
+stop the run). Features are extracted into a cache of that manifest's own
+(`artifacts/score_features/<hash of its path>/`), so scoring one manifest never removes
+another's features. Every split
 other than `data.train_split` is scored as a test set, leave-one-out, with the pipeline's
 inference settings, beside the training-free reference rows of `coverhunter.retrieval.baselines`
 (`baseline_2dftm`, `baseline_chroma`, computed from the same features). Writes
@@ -32,6 +34,11 @@ from coverhunter.retrieval.evaluation import evaluate_sets, sets_from_manifest
 SCORE_FEATURES = ARTIFACTS / "score_features"
 
 
+def features_cache(manifest: str | Path) -> Path:
+    """The feature cache of one manifest: its recordings and no others."""
+    return SCORE_FEATURES / fingerprint(str(Path(manifest).resolve()))
+
+
 def resolve_model(model: str, workdir: Path):
     """A checkpoint path, ``champion`` (the registry's champion) or any ``models:/`` URI."""
     if Path(model).is_file():
@@ -53,10 +60,10 @@ def row_name(model: str) -> str:
 
 
 def prepare_manifest(manifest: str | Path, p: Params, report_dir: Path,
-                     progress: bool = True) -> tuple[pd.DataFrame, list[str], Path]:
+                     progress: bool = True) -> tuple[pd.DataFrame, list[str], Path, Path]:
     """Validate another manifest (bad rows stop with their line and fix) and extract its
-    features into the scoring cache ``SCORE_FEATURES``; returns the validated rows, its
-    splits other than ``data.train_split`` and the validation report."""
+    features into its cache (:func:`features_cache`); returns the validated rows, its
+    splits other than ``data.train_split``, the validation report and the cache."""
     splits = sorted(set(read_manifest(manifest)["split"].dropna()) - {p.data.train_split})
     result = validate_manifest(manifest, [p.data.train_split, *splits], p.data.train_split, splits,
                                min_duration_s=p.evaluate.min_duration_s, report_dir=report_dir,
@@ -64,21 +71,22 @@ def prepare_manifest(manifest: str | Path, p: Params, report_dir: Path,
                                min_rms_dbfs=p.data.min_rms_dbfs, progress=progress)
     raise_for_failures(result)
     df = result.manifest
-    extract_catalogue(df["recording_id"].tolist(), df["audio_file"].tolist(), SCORE_FEATURES,
+    cache = features_cache(manifest)
+    extract_catalogue(df["recording_id"].tolist(), df["audio_file"].tolist(), cache,
                       p.features, resolve_device(p.train.device), progress)
-    return df, splits, result.report_md
+    return df, splits, result.report_md, cache
 
 
 def run(manifest: str | Path, model: str = "champion", out: str | Path = REPORTS / "score",
         params_path: str | Path = PARAMS, progress: bool = True) -> dict:
     p, raw = load(params_path)
     out = Path(out)
-    df, splits, report_md = prepare_manifest(manifest, p, out, progress)
     device = resolve_device(p.train.device)
     tracking.configure(Path.cwd())
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:    # first: a bad --model fails before any work
         net = resolve_model(model, Path(tmp))
-    sets = sets_from_manifest(df, splits, SCORE_FEATURES)
+    df, splits, report_md, cache = prepare_manifest(manifest, p, out, progress)
+    sets = sets_from_manifest(df, splits, cache)
     metrics = {row_name(model): evaluate_sets(net, sets, p, device)}
     metrics |= score_baselines(sets, p.baselines, p.features.bins_per_octave)
     write_json(out / "metrics.json", metrics)

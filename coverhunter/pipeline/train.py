@@ -47,6 +47,7 @@ from coverhunter.pipeline.layout import (
     load,
     replacing,
     validated_manifest,
+    write_atomic,
     write_json,
 )
 from coverhunter.reporting.plots import plot_loss
@@ -116,9 +117,7 @@ def _continue_shorter(work_dir: Path, steps: int) -> None:
                      and int(d.name.rsplit("-", 1)[1]) < steps)
     if shorter:
         n, source = shorter[-1]
-        work_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source / CHECKPOINT, work_dir / f"{CHECKPOINT}.tmp")
-        (work_dir / f"{CHECKPOINT}.tmp").replace(work_dir / CHECKPOINT)
+        write_atomic(work_dir / CHECKPOINT, lambda tmp: shutil.copyfile(source / CHECKPOINT, tmp))
         log.info("continuing the %d-step run in %s up to %d steps", n, source, steps)
 
 

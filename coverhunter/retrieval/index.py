@@ -10,7 +10,6 @@ store and adding or removing recordings never embeds the catalogue again.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +17,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pandas as pd
+
+from coverhunter.atomic import replacing
 
 TAG_COLUMNS = ["recording_id", "work_id", "start_s", "end_s"]
 VECTORS, TAGS, META = "vectors.npy", "tags.parquet", "index.json"
@@ -129,15 +130,16 @@ class ChunkIndex:
         return ChunkIndex(self.vectors[keep], self.tags[keep], self.spec, self.meta)
 
     def save(self, folder: str | Path) -> Path:
-        """Write ``vectors.npy``, ``tags.parquet`` and ``index.json`` (spec and meta), each
-        atomically; the faiss structure is rebuilt on load (cheap next to embedding)."""
+        """Write ``vectors.npy``, ``tags.parquet`` and ``index.json`` (spec and meta), swapped
+        in together (a killed save leaves the previous index whole); the faiss structure is
+        rebuilt on load (cheap next to embedding)."""
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        _atomic(folder / VECTORS, lambda p: np.save(p, self.vectors))
-        _atomic(folder / TAGS, lambda p: self.tags.to_parquet(p, index=False))
         doc = {"spec": asdict(self.spec), "meta": self.meta, "kind": self.kind,
                "n_vectors": len(self), "n_recordings": len(self._rows)}
-        _atomic(folder / META, lambda p: Path(p).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n"))
+        with replacing(folder) as (new,):
+            np.save(new / VECTORS, self.vectors)
+            self.tags.to_parquet(new / TAGS, index=False)
+            (new / META).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
         return folder
 
     @classmethod
@@ -166,9 +168,3 @@ def _check_same(a: dict, b: dict) -> None:
     if differ:
         raise ValueError("the recordings to add were embedded differently from the index: "
                          + ", ".join(f"{k} ({a.get(k)!r} in the index, {b.get(k)!r} new)" for k in differ))
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp" + path.suffix)
-    write(tmp)
-    os.replace(tmp, path)
