@@ -98,11 +98,15 @@ def test_bad_uploads_get_a_4xx_with_a_message(server):
     sf.write(long, np.zeros(31 * RATE, np.float32), RATE, subtype="PCM_U8")   # 31 s, 0.5 MB
     short = tmp / "short.wav"
     sf.write(short, np.zeros(RATE // 4, np.float32), RATE)
+    silent = tmp / "silent.wav"
+    sf.write(silent, np.zeros(5 * RATE, np.float32), RATE)
     cases = [(b"", 400, "empty upload"),
              (b"this is not audio" * 100, 422, "not audio"),
              (np.zeros(2**20 + 1, np.uint8).tobytes(), 413, "serve.max_upload_mb"),
              (long.read_bytes(), 413, "serve.max_duration_s"),
-             (short.read_bytes(), 422, "serve.min_duration_s")]
+             (short.read_bytes(), 422, "serve.min_duration_s"),
+             (silent.read_bytes(), 422, "the recording is silent (RMS digital silence, under the "
+                                        "-60 dBFS floor of data.min_rms_dbfs)")]
     for data, status, message in cases:
         r = httpx.post(f"{url}/identify", content=data, timeout=60)
         assert (r.status_code, message in r.json()["detail"]) == (status, True), (status, r.text)

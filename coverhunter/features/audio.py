@@ -118,6 +118,12 @@ def _dbfs(amplitude: float) -> float:
     return 20.0 * math.log10(amplitude) if amplitude > 0 else -math.inf
 
 
+def rms_dbfs(samples: np.ndarray) -> float:
+    """Loudness of samples ``(n,)`` in dBFS (-inf for digital silence)."""
+    x = np.asarray(samples, dtype=np.float64)
+    return _dbfs(float(np.sqrt(np.mean(x * x)))) if len(x) else -math.inf
+
+
 def load_segment(path: str | Path, sample_rate: int, start_s: float, duration_s: float) -> np.ndarray:
     """Decode ``duration_s`` seconds of ``path`` from ``start_s`` (cut short at the end of
     the file) to mono float32 at ``sample_rate``: shape ``(≤ round(duration_s · rate),)``.

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from coverhunter.digest import file_sha1
-from coverhunter.features.audio import load_audio
+from coverhunter.features.audio import load_audio, rms_dbfs
 from coverhunter.features.chunking import chunk_features
 from coverhunter.features.cqt import CQTFrontEnd, extract_cqt
 from coverhunter.features.extract import features_hash
@@ -143,12 +143,26 @@ class Searcher:
 
     def identify(self, path: str | Path, top: int | None = None) -> list[Match]:
         """Works for an audio file (any format the pipeline decodes), best first."""
-        return self.identify_audio(load_audio(path, self.p.features.sample_rate), top)
+        try:
+            return self.identify_audio(load_audio(path, self.p.features.sample_rate), top)
+        except SilentQueryError as err:
+            raise SilentQueryError(f"{path}: {err}") from None
 
     def identify_audio(self, audio: np.ndarray, top: int | None = None) -> list[Match]:
-        """Works for mono samples ``(n,)`` at ``features.sample_rate``, best first."""
+        """Works for mono samples ``(n,)`` at ``features.sample_rate``, best first. A
+        silent query (under ``data.min_rms_dbfs``) raises :class:`SilentQueryError`: its
+        log-CQT would be flat and match whatever is flattest in the catalogue."""
+        level, floor = rms_dbfs(audio), self.p.data.min_rms_dbfs
+        if level < floor:
+            shown = f"{level:.1f} dBFS" if np.isfinite(level) else "digital silence"
+            raise SilentQueryError(f"the recording is silent (RMS {shown}, under the {floor:g} dBFS "
+                                   "floor of data.min_rms_dbfs): there is nothing to identify")
         (feats,) = extract_cqt([audio], self.front, self.device)
         return self.identify_features(feats, top)
+
+
+class SilentQueryError(ValueError):
+    """The query holds no sound to identify."""
 
 
 def calibrate(negative_scores: np.ndarray, target_far: float) -> float:

@@ -20,7 +20,7 @@ from fastapi import FastAPI, HTTPException, Request
 
 from coverhunter.features.audio import AudioDecodeError, load_audio
 from coverhunter.params import ServeParams
-from coverhunter.retrieval.search import Searcher
+from coverhunter.retrieval.search import Searcher, SilentQueryError
 
 
 async def _body(request: Request, limit: int) -> bytes:
@@ -67,7 +67,10 @@ def create_app(searcher: Searcher, s: ServeParams) -> FastAPI:
             raise HTTPException(422, f"recording of {seconds:.2f} s is shorter than "
                                      f"{s.min_duration_s:g} s (serve.min_duration_s)")
         with one_at_a_time:
-            matches = searcher.identify_audio(audio, top)
+            try:
+                matches = searcher.identify_audio(audio, top)
+            except SilentQueryError as err:
+                raise HTTPException(422, str(err)) from None
         return {"duration_s": round(seconds, 3), "threshold": searcher.threshold,
                 "matches": [m.as_dict() for m in matches]}
 
