@@ -173,3 +173,31 @@ def test_a_set_ranked_through_a_flat_index_scores_as_every_chunk_pair():
     np.fill_diagonal(approx, np.inf)
     np.fill_diagonal(exact, np.inf)
     assert np.mean(approx.argmin(axis=1) == exact.argmin(axis=1)) >= 0.9   # the nearest other recording
+
+
+@pytest.mark.parametrize("n_shards", [2, 3])
+def test_a_sharded_index_ranks_as_one_index(tmp_path, n_shards):
+    """Shards split by recording, saved and loaded apart, searched in parallel and merged:
+    the same chunks in the same order, with the same similarities, as one flat index."""
+    from coverhunter.retrieval.shards import ShardedIndex, merge_top_k, split_by_recording
+    vecs, *rest = catalogue(n_rec=21, n_chunks=4, seed=3)
+    whole = build(vecs, *rest)
+    shards = split_by_recording(whole, n_shards)
+    assert sorted(r for s in shards for r in s.recordings()) == sorted(whole.recordings())
+    assert all(set(a.recordings()).isdisjoint(b.recordings()) for a in shards for b in shards if a is not b)
+    folders = [s.save(tmp_path / f"shard{i}") for i, s in enumerate(shards)]
+    sharded = ShardedIndex.load(folders)
+    q = unit(np.random.default_rng(4).normal(size=(6, D)))
+    for k in (1, 10, 200):                       # 200 > the 84 vectors: every chunk, ranked
+        sims, rows = whole.search(q, k)
+        s_sims, s_rows = sharded.search(q, k)
+        got = sharded.tags.loc[s_rows.ravel(), ["recording_id", "start_s"]].to_numpy()
+        want = whole.tags.loc[rows.ravel(), ["recording_id", "start_s"]].to_numpy()
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_allclose(s_sims, sims, atol=1e-6)
+    # by hand: two shards' lists with an empty slot and a tie (the lower row first)
+    a = (np.array([[0.9, 0.5, 0.1]]), np.array([[4, 7, -1]]))
+    b = (np.array([[0.5, 0.3, 0.2]]), np.array([[2, 9, 11]]))
+    sims, rows = merge_top_k([a, b], 4)
+    np.testing.assert_array_equal(rows, [[4, 2, 7, 9]])
+    np.testing.assert_allclose(sims, [[0.9, 0.5, 0.5, 0.3]])
