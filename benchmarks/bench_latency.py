@@ -1,0 +1,141 @@
+"""Query latency, the paper's Table III on this machine: one 3-minute query, from the audio
+file to the ranked works, against catalogues of 10k, 100k and 1M tracks.
+
+    python benchmarks/bench_latency.py [--tracks 10000 100000 1000000] [--repeats 7]
+
+Steps, as `coverhunter identify` runs them (coverhunter/retrieval/search.py):
+  decode    the file (44.1 kHz stereo FLAC) to 16 kHz mono;
+  CQT       the log-CQT, with each front end (`features.cqt`);
+  inference the paper-size encoder (width 128, feed-forward 256, 6 blocks) on the query's
+            45 s chunks (4 of them, no overlap), `model.frame_pool` 3 and 1;
+  retrieval chunk search (k = index.k) plus the exact re-ranking of a shortlist (`rank`).
+The catalogue's vectors are synthetic with a cover-like neighbour structure (see
+bench_search.py), 4 per track (45 s chunks of a 3-minute track); the index kind is
+`index.kind: auto` (flat below `auto_flat_below` vectors, HNSW above), recall@10 is
+against exact search on the same query chunks, memory is the serialised faiss index plus
+the vectors kept for re-ranking. Times are the minimum and median of ``--repeats`` runs,
+the steps interleaved round by round in one process; torch and faiss use every core.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pandas as pd
+import soundfile as sf
+import torch
+from bench_search import NOISE, vectors
+from common import ROOT, table
+
+from coverhunter.features.audio import load_audio  # noqa: E402
+from coverhunter.features.cqt import CQTFrontEnd, extract_cqt  # noqa: E402
+from coverhunter.model import CoverHunterNet  # noqa: E402
+from coverhunter.params import load_params  # noqa: E402
+from coverhunter.retrieval.index import ChunkIndex, IndexSpec  # noqa: E402
+from coverhunter.retrieval.search import chunk_vectors, rank, recall_at  # noqa: E402
+
+PAPER = {"decode + CQT": 192.0, "inference": 54.0, "retrieval": 70.0, "total": 316.0}  # Table III, ms
+QUERY_S, CHUNK_S, CHUNKS_PER_TRACK = 180.0, 45.0, 4
+PAPER_MODEL = {"d_model": 128, "ff_dim": 256, "n_blocks": 6, "subsample_channels": 128}
+
+
+def query_file(folder: Path) -> Path:
+    """A 3-minute 44.1 kHz stereo FLAC: a random melody of harmonic tones over a drone."""
+    rate, rng = 44100, np.random.default_rng(0)
+    t = np.arange(int(0.4 * rate)) / rate
+    notes = []
+    for pitch in rng.integers(55, 80, int(QUERY_S / 0.4)):
+        f0 = 440.0 * 2 ** ((pitch - 69) / 12)
+        notes.append(sum(np.sin(2 * np.pi * f0 * h * t) / h for h in (1, 2, 3)) * np.exp(-3 * t))
+    x = 0.2 * np.concatenate(notes)
+    x += 0.05 * np.sin(2 * np.pi * 110.0 * np.arange(len(x)) / rate)
+    path = folder / "query.flac"
+    sf.write(path, np.stack([x, 0.9 * x], axis=1).astype(np.float32), rate)
+    return path
+
+
+def gallery(n_tracks: int, d: int, p, rng: np.random.Generator) -> tuple[ChunkIndex, ChunkIndex, float]:
+    """The ``auto`` index over ``n_tracks`` synthetic tracks, an exact one beside it, build s."""
+    x, _ = vectors(n_tracks * CHUNKS_PER_TRACK, d, rng)
+    track = np.arange(len(x)) // CHUNKS_PER_TRACK
+    tags = pd.DataFrame({"recording_id": track.astype(str), "work_id": (track // 4).astype(str),
+                         "start_s": (np.arange(len(x)) % CHUNKS_PER_TRACK) * CHUNK_S})
+    tags["end_s"] = tags["start_s"] + CHUNK_S
+    meta = {"chunk_s": CHUNK_S, "hop_s": CHUNK_S}
+    i = p.index
+    t0 = time.perf_counter()
+    index = ChunkIndex(x, tags, IndexSpec("auto", i.nlist, i.nprobe, i.hnsw_m, i.ef_search,
+                                          i.auto_flat_below), meta)
+    build_s = time.perf_counter() - t0
+    exact = index if index.kind == "flat" else ChunkIndex(x, tags, IndexSpec("flat", 1, 1, 1, 1, 1), meta)
+    return index, exact, build_s
+
+
+def timed(fn, results: dict, name: str):
+    t0 = time.perf_counter()
+    out = fn()
+    results.setdefault(name, []).append(1e3 * (time.perf_counter() - t0))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tracks", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    ap.add_argument("--repeats", type=int, default=7)
+    args = ap.parse_args()
+    p = load_params(ROOT / "params.yaml")
+    torch.manual_seed(0)
+    nets = {fp: CoverHunterNet(p.features.n_bins, dataclasses.replace(p.model, frame_pool=fp, **PAPER_MODEL), 0).eval()
+            for fp in (3, 1)}
+    fronts = {kind: CQTFrontEnd(dataclasses.replace(p.features, cqt=kind)) for kind in ("nnaudio", "multirate")}
+    fps, d = p.features.frame_rate, PAPER_MODEL["d_model"]
+    steps: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
+        path = query_file(Path(tmp))
+        for _ in range(args.repeats + 1):                  # the first round warms up, then dropped
+            audio = timed(lambda: load_audio(path, p.features.sample_rate), steps, "decode")
+            for kind, front in fronts.items():
+                feats = timed(lambda: extract_cqt([audio], front)[0], steps, f"CQT {kind}")
+            for fp, net in nets.items():
+                q, starts = timed(lambda: chunk_vectors(net, feats, CHUNK_S, CHUNK_S, fps, 8), steps,
+                                  f"inference frame_pool {fp}")
+    parts = {name: (min(ms[1:]), statistics.median(ms[1:])) for name, ms in steps.items()}
+    print(f"\nOne {QUERY_S:.0f} s query ({len(q)} chunks of {CHUNK_S:.0f} s), {torch.get_num_threads()} "
+          f"torch thread(s), ms (minimum / median of {args.repeats}):\n")
+    print(table(["step", "min ms", "median ms", "x real time (min)"],
+                [[n, round(a, 1), round(b, 1), round(1e3 * QUERY_S / a)] for n, (a, b) in parts.items()]))
+
+    rng = np.random.default_rng(0)
+    rows = [["paper (2-core Xeon, ScaNN)", "1M", "ScaNN", "", "", PAPER["decode + CQT"], PAPER["inference"],
+             PAPER["retrieval"], PAPER["total"]]]
+    pre = parts["decode"][0] + parts["CQT multirate"][0]
+    infer = parts["inference frame_pool 3"][0]
+    for n in args.tracks:
+        index, exact, build_s = gallery(n, d, p, rng)
+        queries = q + NOISE * rng.normal(size=q.shape).astype(np.float32) / np.sqrt(d)   # a fresh version's chunks
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        times: dict[str, list[float]] = {}
+        for _ in range(args.repeats + 1):
+            timed(lambda index=index: rank(index, queries, starts, QUERY_S, p.index.k, p.index.shortlist, None,
+                               p.index.top), times, "retrieval")
+        retrieval = min(times["retrieval"][1:])
+        mb = (len(faiss.serialize_index(index.faiss)) + index.vectors.nbytes) / 2**20
+        rows.append([f"this machine, {n:,} tracks", f"{len(index):,} vectors", index.kind, round(mb),
+                     round(recall_at(index, exact, queries), 3), round(pre, 1), round(infer, 1),
+                     round(retrieval, 2), round(pre + infer + retrieval, 1)])
+        print(rows[-1], f"(index built in {build_s:.0f} s)", flush=True)
+        del index, exact
+    print(f"\nTable III: the paper's row and this machine's (multirate CQT, paper-size encoder with "
+          f"frame_pool 3, index.kind auto; minimum of {args.repeats}), ms per {QUERY_S:.0f} s query:\n")
+    print(table(["", "catalogue", "index", "memory MB", "recall@10", "decode + CQT", "inference",
+                 "retrieval", "total"], rows))
+
+
+if __name__ == "__main__":
+    main()
