@@ -7,7 +7,8 @@ Steps, as `coverhunter identify` runs them (coverhunter/retrieval/search.py):
   decode    the file (44.1 kHz stereo FLAC) to 16 kHz mono;
   CQT       the log-CQT, with each front end (`features.cqt`);
   inference the paper-size encoder (width 128, feed-forward 256, 6 blocks) on the query's
-            45 s chunks (4 of them, no overlap), `model.frame_pool` 3 and 1;
+            45 s chunks without overlap (4, and the 0 s tail: 5), `model.frame_pool` 3 and 1
+            (identify's default chunking, `index.hop_s: 15`, embeds about twice as many);
   retrieval chunk search (k = index.k) plus the exact re-ranking of a shortlist (`rank`).
 The catalogue's vectors are synthetic with a cover-like neighbour structure (see
 bench_search.py), 4 per track (45 s chunks of a 3-minute track); the index kind is
