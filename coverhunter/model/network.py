@@ -86,6 +86,10 @@ class CoverHunterNet(nn.Module):
         logits = self.classifier(emb) if self.classifier is not None else emb.new_zeros(len(emb), 0)
         return ModelOutput(pre, emb, logits)
 
+    @property
+    def embedding_dim(self) -> int:
+        return self.bottleneck.out_features
+
     @torch.no_grad()
     def embed(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """L2-normalised retrieval embeddings ``(B, embedding_dim)`` (eval mode required)."""

@@ -17,6 +17,7 @@ from coverhunter.features.chunking import chunk_features
 from coverhunter.features.extract import load_features, read_index
 from coverhunter.mlops import registry, tracking
 from coverhunter.model.checkpoint import load_model, resolve_device
+from coverhunter.model.onnx import for_runtime
 from coverhunter.params import Params
 from coverhunter.pipeline.layout import FEATURES, MODELS, REPORTS, load, validated_manifest, write_json
 from coverhunter.retrieval.index import ChunkIndex, IndexSpec
@@ -35,6 +36,11 @@ INDEX = Path("artifacts") / "index"
 SUMMARY = REPORTS / "index.json"
 
 
+def network(model_path: Path, p: Params):
+    """The model at ``model_path``, run by ``evaluate.runtime`` (torch or ONNX Runtime)."""
+    return for_runtime(load_model(model_path), p.evaluate.runtime)
+
+
 def final_model(p: Params) -> Path:
     """The registered model: the fine one with coarse-to-fine on, else the coarse one."""
     return MODELS / ("fine" if p.fine.enabled else "coarse") / "model.pt"
@@ -45,7 +51,7 @@ def embed_rows(p: Params, rows: pd.DataFrame, model_path: Path, features_dir: Pa
     ids = rows["recording_id"].tolist()
     feats = load_features(features_dir, ids, read_index(features_dir))
     fps, i = p.features.frame_rate, p.index
-    vectors = embed_recordings(load_model(model_path), feats, i.chunk_s, i.hop_s, fps,
+    vectors = embed_recordings(network(model_path, p), feats, i.chunk_s, i.hop_s, fps,
                                p.evaluate.batch_chunks, resolve_device(p.train.device))
     starts = [chunk_features(f, i.chunk_s, i.hop_s, fps)[0] / fps for f in feats]
     durations = [len(f) / fps for f in feats]
@@ -91,7 +97,7 @@ def snippets(p: Params, rows: pd.DataFrame, model_path: Path) -> list[np.ndarray
     n = round(p.index.snippet_s * fps)
     feats = load_features(FEATURES, rows["recording_id"].tolist(), read_index(FEATURES))
     cut = [f[max(0, (len(f) - n) // 2):][:n] for f in feats]
-    return embed_recordings(load_model(model_path), cut, p.index.chunk_s, p.index.hop_s, fps,
+    return embed_recordings(network(model_path, p), cut, p.index.chunk_s, p.index.hop_s, fps,
                             p.evaluate.batch_chunks, resolve_device(p.train.device))
 
 

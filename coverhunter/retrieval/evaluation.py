@@ -12,6 +12,7 @@ import pandas as pd
 
 from coverhunter.features.extract import load_features, read_index
 from coverhunter.model import CoverHunterNet
+from coverhunter.model.onnx import for_runtime
 from coverhunter.params import EvalParams, Params
 from coverhunter.retrieval.index import ChunkIndex, IndexSpec
 from coverhunter.retrieval.inference import embed_recordings
@@ -46,8 +47,9 @@ def sets_from_manifest(df: pd.DataFrame, names: Sequence[str], features_dir: str
 
 def embed_set(model: CoverHunterNet, s: EvalSet, p: EvalParams, frame_rate: float,
               device: str = "cpu") -> list[np.ndarray]:
-    """Chunk embeddings of every recording of a set: per recording ``(n_chunks_i, D)``."""
-    return embed_recordings(model, s.features, p.chunk_s, p.hop_s, frame_rate,
+    """Chunk embeddings of every recording of a set: per recording ``(n_chunks_i, D)``,
+    with the network run by ``p.runtime``."""
+    return embed_recordings(for_runtime(model, p.runtime), s.features, p.chunk_s, p.hop_s, frame_rate,
                             p.batch_chunks, device)
 
 

@@ -8,17 +8,18 @@ import torch
 
 from coverhunter.features.chunking import chunk_features
 from coverhunter.model import CoverHunterNet
+from coverhunter.model.onnx import OnnxEncoder
 from coverhunter.progress import bar as progress_bar
 from coverhunter.training.data import pad_batch
 
 
-def embed_chunks(model: CoverHunterNet, chunks: Sequence[np.ndarray], batch_chunks: int,
+def embed_chunks(model: CoverHunterNet | OnnxEncoder, chunks: Sequence[np.ndarray], batch_chunks: int,
                  device: torch.device | str = "cpu", progress: bool = False) -> np.ndarray:
     """Embed chunks ``(T_i, bins)`` of any lengths: ``(n_chunks, embedding_dim)``
     L2-normalised float32. Chunks of similar length share a batch (less padding);
     ``progress`` shows a bar over chunks (rate, ETA)."""
     model.eval().to(device)
-    out = np.empty((len(chunks), model.bottleneck.out_features), dtype=np.float32)
+    out = np.empty((len(chunks), model.embedding_dim), dtype=np.float32)
     order = np.argsort([-len(c) for c in chunks], kind="stable")  # similar lengths together
     with progress_bar(len(chunks), "embed", "chunk", progress) as bar:
         for lo in range(0, len(order), batch_chunks):

@@ -24,6 +24,7 @@ from coverhunter.features.cqt import CQTFrontEnd, extract_cqt
 from coverhunter.features.extract import features_hash
 from coverhunter.model import CoverHunterNet
 from coverhunter.model.checkpoint import load_model
+from coverhunter.model.onnx import for_runtime
 from coverhunter.params import Params
 from coverhunter.retrieval.index import IDENTITY, ChunkIndex
 from coverhunter.retrieval.inference import embed_chunks
@@ -115,7 +116,8 @@ class Searcher:
     """A model and the catalogue index built with it: ``identify(path)`` → ranked works."""
 
     def __init__(self, index: ChunkIndex, model: CoverHunterNet, p: Params, device: str = "cpu"):
-        self.index, self.model, self.p, self.device = index, model.eval(), p, device
+        self.index, self.p, self.device = index, p, device
+        self.model = for_runtime(model.eval(), p.evaluate.runtime)
         self.front = CQTFrontEnd(p.features)
 
     @classmethod
