@@ -7,7 +7,8 @@ Steps, as `coverhunter identify` runs them (coverhunter/retrieval/search.py):
   decode    the file (44.1 kHz stereo FLAC) to 16 kHz mono;
   CQT       the log-CQT, with each front end (`features.cqt`);
   inference the paper-size encoder (width 128, feed-forward 256, 6 blocks) on the query's
-            45 s chunks without overlap (4, and the 0 s tail: 5), `model.frame_pool` 3 and 1
+            45 s chunks without overlap (five: four and a short tail), `model.frame_pool` 3 and 1,
+            on torch and on ONNX Runtime (`evaluate.runtime`)
             (identify's default chunking, `index.hop_s: 15`, embeds about twice as many);
   retrieval chunk search (k = index.k) plus the exact re-ranking of a shortlist (`rank`).
 The catalogue's vectors are synthetic with a cover-like neighbour structure (see
@@ -37,6 +38,7 @@ from common import ROOT, table
 from coverhunter.features.audio import load_audio  # noqa: E402
 from coverhunter.features.cqt import CQTFrontEnd, extract_cqt  # noqa: E402
 from coverhunter.model import CoverHunterNet  # noqa: E402
+from coverhunter.model.onnx import RUNTIMES, for_runtime  # noqa: E402
 from coverhunter.params import load_params  # noqa: E402
 from coverhunter.retrieval.index import ChunkIndex, IndexSpec  # noqa: E402
 from coverhunter.retrieval.search import chunk_vectors, rank, recall_at  # noqa: E402
@@ -92,8 +94,10 @@ def main() -> None:
     args = ap.parse_args()
     p = load_params(ROOT / "params.yaml")
     torch.manual_seed(0)
-    nets = {fp: CoverHunterNet(p.features.n_bins, dataclasses.replace(p.model, frame_pool=fp, **PAPER_MODEL), 0).eval()
-            for fp in (3, 1)}
+    nets = {}
+    for fp in (3, 1):
+        net = CoverHunterNet(p.features.n_bins, dataclasses.replace(p.model, frame_pool=fp, **PAPER_MODEL), 0).eval()
+        nets |= {(fp, runtime): for_runtime(net, runtime) for runtime in RUNTIMES}
     fronts = {kind: CQTFrontEnd(dataclasses.replace(p.features, cqt=kind)) for kind in ("nnaudio", "multirate")}
     fps, d = p.features.frame_rate, PAPER_MODEL["d_model"]
     steps: dict[str, list[float]] = {}
@@ -103,9 +107,9 @@ def main() -> None:
             audio = timed(lambda: load_audio(path, p.features.sample_rate), steps, "decode")
             for kind, front in fronts.items():
                 feats = timed(lambda: extract_cqt([audio], front)[0], steps, f"CQT {kind}")
-            for fp, net in nets.items():
+            for (fp, runtime), net in nets.items():
                 q, starts = timed(lambda: chunk_vectors(net, feats, CHUNK_S, CHUNK_S, fps, 8), steps,
-                                  f"inference frame_pool {fp}")
+                                  f"inference frame_pool {fp}, {runtime}")
     parts = {name: (min(ms[1:]), statistics.median(ms[1:])) for name, ms in steps.items()}
     print(f"\nOne {QUERY_S:.0f} s query ({len(q)} chunks of {CHUNK_S:.0f} s), {torch.get_num_threads()} "
           f"torch thread(s), ms (minimum / median of {args.repeats}):\n")
@@ -116,7 +120,7 @@ def main() -> None:
     rows = [["paper (2-core Xeon, ScaNN)", "1M", "ScaNN", "", "", PAPER["decode + CQT"], PAPER["inference"],
              PAPER["retrieval"], PAPER["total"]]]
     pre = parts["decode"][0] + parts["CQT multirate"][0]
-    infer = parts["inference frame_pool 3"][0]
+    infer = parts["inference frame_pool 3, onnx"][0]
     for n in args.tracks:
         index, exact, build_s = gallery(n, d, p, rng)
         queries = q + NOISE * rng.normal(size=q.shape).astype(np.float32) / np.sqrt(d)   # a fresh version's chunks
@@ -133,7 +137,8 @@ def main() -> None:
         print(rows[-1], f"(index built in {build_s:.0f} s)", flush=True)
         del index, exact
     print(f"\nTable III: the paper's row and this machine's (multirate CQT, paper-size encoder with "
-          f"frame_pool 3, index.kind auto; minimum of {args.repeats}), ms per {QUERY_S:.0f} s query:\n")
+          f"frame_pool 3 on ONNX Runtime, index.kind auto; minimum of {args.repeats}), ms per "
+          f"{QUERY_S:.0f} s query:\n")
     print(table(["", "catalogue", "index", "memory MB", "recall@10", "decode + CQT", "inference",
                  "retrieval", "total"], rows))
 
