@@ -49,8 +49,10 @@ def test_retrieval_metrics_equal_torch(net, tiny):
         assert scored["onnx"][key] == pytest.approx(scored["torch"][key], abs=1e-6)
 
 
-def test_onnx_refuses_a_gpu_and_an_unknown_runtime(net):
-    with pytest.raises(ValueError, match="runs on the CPU"):
-        for_runtime(net, "onnx").to("cuda")
+def test_onnx_hands_a_gpu_to_torch_and_refuses_an_unknown_runtime(net, monkeypatch):
+    onnx = for_runtime(net, "onnx")
+    assert onnx.to("cpu") is onnx
+    monkeypatch.setattr(net, "to", lambda device: ("torch network on", str(device)))   # no GPU here
+    assert onnx.to("cuda:0") == ("torch network on", "cuda:0")
     with pytest.raises(ValueError, match="evaluate.runtime must be one of torch, onnx"):
         for_runtime(net, "tensorrt")

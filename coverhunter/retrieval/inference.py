@@ -18,7 +18,7 @@ def embed_chunks(model: CoverHunterNet | OnnxEncoder, chunks: Sequence[np.ndarra
     """Embed chunks ``(T_i, bins)`` of any lengths: ``(n_chunks, embedding_dim)``
     L2-normalised float32. Chunks of similar length share a batch (less padding);
     ``progress`` shows a bar over chunks (rate, ETA)."""
-    model.eval().to(device)
+    model = model.eval().to(device)      # an ONNX stand-in hands a GPU over to torch
     out = np.empty((len(chunks), model.embedding_dim), dtype=np.float32)
     order = np.argsort([-len(c) for c in chunks], kind="stable")  # similar lengths together
     with progress_bar(len(chunks), "embed", "chunk", progress) as bar:
