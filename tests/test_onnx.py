@@ -49,6 +49,19 @@ def test_retrieval_metrics_equal_torch(net, tiny):
         assert scored["onnx"][key] == pytest.approx(scored["torch"][key], abs=1e-6)
 
 
+def test_a_network_changed_in_place_is_exported_again(tiny):
+    torch.manual_seed(2)
+    net = CoverHunterNet(tiny.features.n_bins, tiny.model, 0).eval()
+    x, lengths = torch.randn(2, 300, tiny.features.n_bins) * 10 - 40, torch.tensor([300, 200])
+    before = for_runtime(net, "onnx")
+    with torch.no_grad():
+        net.bottleneck.linear.weight.mul_(-1.0)
+    after = for_runtime(net, "onnx")
+    assert after is not before
+    with torch.inference_mode():
+        np.testing.assert_allclose(after.embed(x, lengths).numpy(), net.embed(x, lengths).numpy(), atol=1e-5)
+
+
 def test_onnx_hands_a_gpu_to_torch_and_refuses_an_unknown_runtime(net, monkeypatch):
     onnx = for_runtime(net, "onnx")
     assert onnx.to("cpu") is onnx

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import io
 import warnings
-import weakref
+from collections import OrderedDict
 
 import numpy as np
 import torch
 from torch import nn
 
+from coverhunter.model.checkpoint import tensors_digest
 from coverhunter.model.network import CoverHunterNet
 
 RUNTIMES = ("torch", "onnx")
-_sessions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # model -> its OnnxEncoder
+_sessions: OrderedDict[str, OnnxEncoder] = OrderedDict()   # weights digest -> export (the last few)
 
 
 class _Embedding(nn.Module):
@@ -74,6 +75,11 @@ def for_runtime(model: CoverHunterNet, runtime: str) -> CoverHunterNet | OnnxEnc
         return model
     if runtime != "onnx":
         raise ValueError(f"evaluate.runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
-    if model not in _sessions:
-        _sessions[model] = OnnxEncoder(model)
-    return _sessions[model]
+    # keyed by the weights, not the object: a network changed in place is exported again
+    key = f"{model.config}|{tensors_digest(model.state_dict())}"
+    if key not in _sessions:
+        _sessions[key] = OnnxEncoder(model)
+        while len(_sessions) > 4:
+            _sessions.popitem(last=False)
+    _sessions.move_to_end(key)
+    return _sessions[key]
