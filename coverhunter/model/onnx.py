@@ -3,9 +3,10 @@
 The eval-mode network (the encoder, pooling and bottleneck up to the L2-normalised
 embedding) is exported once per model with dynamic batch and frame axes and run by ONNX
 Runtime on the CPU; it stands in for the network wherever chunks are embedded
-(:func:`coverhunter.retrieval.inference.embed_chunks`). On a GPU the torch network runs. On this machine it embeds a
-paper-size 45 s chunk about 2.4x faster than torch, with the same vectors (cosine 1 to
-float precision; tested).
+(:func:`coverhunter.retrieval.inference.embed_chunks`). On a GPU the torch network runs.
+On this 2-core machine it embeds paper-size 45 s chunks 1.2x faster than torch at
+`frame_pool: 3` and 1.8x at 1 (2.5-3x when the cores are shared with other work), with
+the same vectors (cosine 1 to float precision; tested).
 """
 from __future__ import annotations
 
