@@ -26,8 +26,11 @@ from coverhunter.params import load_params  # noqa: E402
 from coverhunter.training.losses import CoverHunterLoss  # noqa: E402
 
 # (label, overrides of params.yaml's model section)
+PAPER = {"d_model": 128, "ff_dim": 256, "n_blocks": 6, "subsample_channels": 128}
 CONFIGS = [
     ("default (params.yaml)", {}),
+    ("paper size, frame_pool 3", PAPER),
+    ("paper size, frame_pool 1 (25 frames/s)", {**PAPER, "frame_pool": 1}),
     ("width 256, ff 256", {"d_model": 256, "ff_dim": 256}),
     ("width 256, ff 1024", {"d_model": 256, "ff_dim": 1024}),
     ("pooling gem", {"pooling": "gem"}),
