@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from coverhunter.catalogue.manifest import REQUIRED_COLUMNS
+from coverhunter.features.audio import level_in_words
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def build_checks(splits: list[str], train_split: str, test_sets: list[str],
 
     def silent(row, f):
         rms = float(row["rms_dbfs"])
-        level = f"{rms:.1f} dBFS" if np.isfinite(rms) else "digital silence"
+        level = level_in_words(rms)
         return (round(rms, 1) if np.isfinite(rms) else level), (
             f"the audio is silent: its RMS level is {level}, under the "
             f"{f.min_rms_dbfs:g} dBFS floor (data.min_rms_dbfs)"), (

@@ -127,6 +127,11 @@ def _dbfs(amplitude: float) -> float:
     return 20.0 * math.log10(amplitude) if amplitude > 0 else -math.inf
 
 
+def level_in_words(dbfs: float) -> str:
+    """``-72.3 dBFS``, or ``digital silence`` for -inf."""
+    return f"{dbfs:.1f} dBFS" if math.isfinite(dbfs) else "digital silence"
+
+
 def rms_dbfs(samples: np.ndarray) -> float:
     """Loudness of samples ``(n,)`` in dBFS (-inf for digital silence)."""
     x = np.asarray(samples, dtype=np.float64)

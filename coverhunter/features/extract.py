@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import logging
 import time
 from collections.abc import Sequence
@@ -46,20 +47,20 @@ class FeatureFileError(RuntimeError):
 def _intact(out_dir: Path, row: dict) -> bool:
     """Whether a feature file still has the size and SHA-1 its index row recorded.
 
-    Rows of an index written before those were recorded are checked by loading the array
-    (its frame count must match) and get their size and hash filled in.
+    Rows of an index written before those were recorded are checked as a reader checks
+    them (:func:`_open`: the array loads with its frame count) and get their size and
+    hash filled in.
     """
     path = out_dir / row["feature_file"]
     if not path.is_file():
         return False
     if not row.get("feature_sha1"):
         try:
-            ok = np.load(path, mmap_mode="r").shape[0] == row["n_frames"]
-        except (ValueError, OSError, EOFError):
+            _open(path, row["recording_id"], row["n_frames"])
+        except FeatureFileError:
             return False
-        if ok:
-            row["feature_bytes"], row["feature_sha1"] = path.stat().st_size, file_sha1(path)
-        return ok
+        row["feature_bytes"], row["feature_sha1"] = path.stat().st_size, file_sha1(path)
+        return True
     return path.stat().st_size == row["feature_bytes"] and file_sha1(path) == row["feature_sha1"]
 
 
@@ -88,9 +89,13 @@ def _write_index(out_dir: Path, rows: dict[str, dict]) -> None:
 
 
 def _save_array(path: Path, array: np.ndarray) -> tuple[int, str]:
-    """Write ``array`` atomically; returns the file's size and SHA-1."""
-    write_atomic(path, lambda tmp: np.save(tmp, array))
-    return path.stat().st_size, file_sha1(path)
+    """Write ``array`` atomically; returns the file's size and SHA-1 (hashed before writing,
+    not read back)."""
+    buf = io.BytesIO()
+    np.save(buf, array)
+    data = buf.getvalue()
+    write_atomic(path, lambda tmp: tmp.write_bytes(data))
+    return len(data), hashlib.sha1(data).hexdigest()
 
 
 def extract_catalogue(recording_ids: Sequence[str], audio_files: Sequence[str | Path],

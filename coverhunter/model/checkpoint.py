@@ -63,14 +63,10 @@ def tensors_digest(payload) -> str:
     return h.hexdigest()
 
 
-def _save(payload: dict, path: Path) -> None:
-    """Write ``payload`` and its digest atomically: a kill mid-write leaves the old file."""
-    write_atomic(path, lambda tmp: torch.save({**payload, DIGEST: tensors_digest(payload)}, tmp))
-
-
 def save_checkpoint(path: Path, payload: dict) -> None:
-    """A training checkpoint (model, optimiser, sampler and RNG state), with its digest."""
-    _save(payload, Path(path))
+    """Write ``payload`` (a training checkpoint, or a model's config and weights) with its
+    digest, atomically: a kill mid-write leaves the old file."""
+    write_atomic(path, lambda tmp: torch.save({**payload, DIGEST: tensors_digest(payload)}, tmp))
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -103,7 +99,7 @@ def save_model(state: dict, path: str | Path, **extra) -> Path:
     """Write the inference part of a checkpoint ``state`` (config + weights) and ``extra``
     metadata to ``path`` atomically, with its digest; :func:`load_model` reads it back."""
     path = Path(path)
-    _save({"config": state["config"], "model": state["model"], **extra}, path)
+    save_checkpoint(path, {"config": state["config"], "model": state["model"], **extra})
     return path
 
 

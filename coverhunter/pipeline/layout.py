@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from coverhunter.atomic import replacing, write_atomic  # noqa: F401  (re-exported for the stages)
+from coverhunter.atomic import write_atomic
 from coverhunter.digest import json_sha1
 from coverhunter.params import load  # noqa: F401  (the one params reader, re-exported for stages)
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from coverhunter.atomic import replacing, write_atomic
 from coverhunter.digest import file_sha1
 from coverhunter.features.cqt import CQTFrontEnd
 from coverhunter.features.extract import load_features, read_index
@@ -45,9 +46,7 @@ from coverhunter.pipeline.layout import (
     WORK,
     fingerprint,
     load,
-    replacing,
     validated_manifest,
-    write_atomic,
     write_json,
 )
 from coverhunter.reporting.plots import plot_loss
@@ -111,10 +110,13 @@ def _continue_shorter(work_dir: Path, steps: int) -> None:
     """Seed a new run's folder with the checkpoint of the longest shorter run of its recipe."""
     if (work_dir / CHECKPOINT).exists():
         return
-    prefix = work_dir.name.rsplit("-", 1)[0]
-    shorter = sorted((int(d.name.rsplit("-", 1)[1]), d) for d in WORK.glob(f"{prefix}-*")
-                     if d.name.rsplit("-", 1)[1].isdigit() and (d / CHECKPOINT).exists()
-                     and int(d.name.rsplit("-", 1)[1]) < steps)
+    prefix = work_dir.name.rsplit("-", 1)[0] + "-"          # <name>-<recipe>-, then the length
+    shorter = []
+    for d in WORK.glob(prefix + "*"):
+        n = d.name[len(prefix):]
+        if n.isdigit() and int(n) < steps and (d / CHECKPOINT).exists():
+            shorter.append((int(n), d))
+    shorter.sort()
     if shorter:
         n, source = shorter[-1]
         write_atomic(work_dir / CHECKPOINT, lambda tmp: shutil.copyfile(source / CHECKPOINT, tmp))

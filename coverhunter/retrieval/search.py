@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from coverhunter.digest import file_sha1
-from coverhunter.features.audio import load_audio, rms_dbfs
+from coverhunter.features.audio import level_in_words, load_audio, rms_dbfs
 from coverhunter.features.chunking import chunk_features
 from coverhunter.features.cqt import CQTFrontEnd, extract_cqt
 from coverhunter.features.extract import features_hash
@@ -156,8 +156,7 @@ class Searcher:
         log-CQT would be flat and match whatever is flattest in the catalogue."""
         level, floor = rms_dbfs(audio), self.p.data.min_rms_dbfs
         if level < floor:
-            shown = f"{level:.1f} dBFS" if np.isfinite(level) else "digital silence"
-            raise SilentQueryError(f"the recording is silent (RMS {shown}, under the {floor:g} dBFS "
+            raise SilentQueryError(f"the recording is silent (RMS {level_in_words(level)}, under the {floor:g} dBFS "
                                    "floor of data.min_rms_dbfs): there is nothing to identify")
         (feats,) = extract_cqt([audio], self.front, self.device)
         return self.identify_features(feats, top)
