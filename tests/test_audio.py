@@ -40,3 +40,19 @@ def test_undecodable_file_names_the_path_and_the_fix(tmp_path):
     bad.write_bytes(b"this is not audio" * 100)
     with pytest.raises(AudioDecodeError, match=r"corrupt.flac: cannot decode audio.*re-encode"):
         load_audio(bad, 16000)
+
+
+@pytest.mark.parametrize("ext", ["flac", "wav"])
+def test_a_long_file_decoded_in_stretches_equals_one_plain_read(tmp_path, ext):
+    """Long FLAC / WAV files are decoded as several stretches at once: the samples are the
+    same, bit for bit, as one sequential read (odd lengths, three channels)."""
+    from coverhunter.features.audio import PARALLEL_MIN_FRAMES, _read
+    rng = np.random.default_rng(5)
+    x = (0.3 * rng.standard_normal((PARALLEL_MIN_FRAMES + 12_345, 3))).astype(np.float32)
+    path = tmp_path / f"long.{ext}"
+    sf.write(path, x, 44100, subtype="PCM_16")
+    plain, _ = sf.read(path, dtype="float32", always_2d=True)
+    got, rate = _read(path)
+    assert rate == 44100 and got.shape == plain.shape
+    np.testing.assert_array_equal(got, plain)
+    np.testing.assert_array_equal(load_audio(path, 44100), plain @ np.full(3, 1 / 3, np.float32))

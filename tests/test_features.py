@@ -111,3 +111,18 @@ def test_multirate_log_cqt_matches_nnaudio_on_music(params):
     assert alone.shape == ref.shape
     assert np.corrcoef(alone.ravel(), ref.ravel())[0, 1] >= 0.99
     np.testing.assert_allclose(alone, batched, atol=1e-3)    # float rounding only (float16 on disk: 0.03 dB)
+
+
+@pytest.mark.parametrize("n", [1, 2, 31, 32, 33, 1000, 48_001])
+def test_multirate_halving_is_low_pass_then_every_second_sample(params, n):
+    """The blocked halving equals its definition: the half-band filter centred on each even
+    input sample (zero padding outside), computed here with numpy, for any length."""
+    from coverhunter.features.multirate import HALFBAND_TAPS, MultirateCQT
+    mr = MultirateCQT(params.features)
+    x = np.random.default_rng(n).standard_normal((2, n)).astype(np.float32)
+    h = mr.halve_kernel[0, 0, :HALFBAND_TAPS].numpy().astype(np.float64)
+    half = HALFBAND_TAPS // 2
+    want = np.stack([np.convolve(row, h)[half: half + n: 2] for row in x])    # h is symmetric
+    got = mr._halve(torch.from_numpy(x)[:, None])[:, 0].numpy()
+    assert got.shape == (2, (n + 1) // 2)
+    np.testing.assert_allclose(got, want, atol=1e-5)
