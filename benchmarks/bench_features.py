@@ -1,21 +1,28 @@
-"""CQT throughput: nnAudio (the project's front end) against librosa on the same audio.
+"""CQT throughput: nnAudio (the reference front end) and the multirate one against librosa
+on the same audio, then decode + CQT from files as `extract` and `identify` run them.
 
 Audio: a real score from the music21 corpus rendered offline, tiled to the requested
 length. Prints × real time for each and their ratio (measured in this process, so the
-ratio is meaningful on a noisy shared machine). Usage:
+ratio is meaningful on a noisy shared machine). The decode rows read the same audio from
+FLAC files: 16 kHz mono (the demo catalogue's) and 44.1 kHz stereo (a CD rip). Usage:
     python benchmarks/bench_features.py [--seconds 120] [--repeats 3]
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import tempfile
+from pathlib import Path
 
 import librosa  # noqa: E402
 import numpy as np
+import soundfile as sf
+import soxr
 import torch
 from common import ROOT, best_of, table
 
 from coverhunter.demo.render import load_corpus_score, render_score  # noqa: E402
+from coverhunter.features.audio import load_audio  # noqa: E402
 from coverhunter.features.cqt import CQTFrontEnd, extract_cqt  # noqa: E402
 from coverhunter.params import load_params  # noqa: E402
 
@@ -48,6 +55,16 @@ def main() -> None:
             rows.append([f"{name} ({device}, 16 recordings)", 4 * args.seconds / many,
                          librosa_s / (many / 4)])
     rows.append(["librosa.cqt (cpu, 95 bins)", args.seconds / librosa_s, 1.0])
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {"FLAC 16 kHz mono": (Path(tmp) / "mono.flac", audio[:, None], p.sample_rate)}
+        cd = soxr.resample(audio, p.sample_rate, 44100)
+        files["FLAC 44.1 kHz stereo"] = (Path(tmp) / "cd.flac", np.stack([cd, 0.8 * cd], 1), 44100)
+        for label, (path, samples, rate) in files.items():
+            sf.write(path, samples, rate, subtype="PCM_16")
+            for kind, name in names.items():
+                front = CQTFrontEnd(dataclasses.replace(p, cqt=kind))
+                t = best_of(lambda: extract_cqt([load_audio(path, p.sample_rate)], front), args.repeats)
+                rows.append([f"decode {label} + {name} (cpu)", args.seconds / t, librosa_s / t])
     print(table(["transform", "× real time", "speed vs librosa"], rows))
 
 

@@ -46,6 +46,13 @@ def _extract(a):
 
 
 def _train(a):
+    if a.nproc > 1 and "WORLD_SIZE" not in os.environ:   # data-parallel: torchrun runs this command N times
+        flags = ["-v"] * a.verbose + ["-q"] * a.quiet
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={a.nproc}", "-m", "coverhunter", "--repo", str(Path.cwd()),
+               "--params", str(a.params), *flags, "train", a.model]
+        log.info("%s", " ".join(cmd))
+        sys.exit(subprocess.call(cmd))
     from coverhunter.pipeline.train import run
     _show(run(a.params, a.model, progress=a.progress))
 
@@ -173,8 +180,10 @@ def parser() -> argparse.ArgumentParser:
     add("demo", _demo, "build the embedded demo catalogue (data/demo: manifest and audio)")
     add("validate", _validate, "check the manifest and its audio (Great Expectations); stop on bad rows")
     add("extract", _extract, "log-CQT features of every validated recording (incremental)")
-    add("train", _train, "train the coarse or the fine model [II-D]").add_argument(
-        "model", nargs="?", default="coarse", choices=["coarse", "fine"])
+    s = add("train", _train, "train the coarse or the fine model [II-D]")
+    s.add_argument("model", nargs="?", default="coarse", choices=["coarse", "fine"])
+    s.add_argument("--nproc", type=int, default=1,
+                   help="data-parallel processes on this machine (torchrun; gloo on CPU, nccl on GPUs)")
     add("align", _align, "align the training versions' chunks with the coarse model [II-D]")
     add("evaluate", _evaluate, "score every model on the test sets; register the final one").add_argument(
         "--no-promote", action="store_true", help="register, but leave the champion alias alone")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from coverhunter.distributed import all_sum
+
 
 def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """``(batch,)`` lengths → ``(batch, max_len)`` bool mask, True on valid frames."""
@@ -22,7 +24,8 @@ def strided_lengths(lengths: torch.Tensor) -> torch.Tensor:
 
 class MaskedBatchNorm(nn.Module):
     """BatchNorm over the last axis of ``(batch, time, channels)``, statistics over valid
-    frames only; padded frames come out as zeros."""
+    frames only (of every process's batch in data-parallel training: coverhunter.distributed);
+    padded frames come out as zeros."""
 
     def __init__(self, channels: int, momentum: float = 0.1, eps: float = 1e-5):
         super().__init__()
@@ -37,9 +40,10 @@ class MaskedBatchNorm(nn.Module):
         x32 = x.float()
         if self.training:
             w = mask[..., None].float()                              # (B, T, 1)
-            n = w.sum().clamp_min(2.0)
-            mean = (x32 * w).sum((0, 1)) / n                         # (C,)
-            var = ((x32 - mean) ** 2 * w).sum((0, 1)) / n            # (C,) biased
+            sums = all_sum(torch.cat([(x32 * w).sum((0, 1)), w.sum()[None]]))   # (C + 1,)
+            n = sums[-1].clamp_min(2.0)
+            mean = sums[:-1] / n                                     # (C,)
+            var = all_sum(((x32 - mean) ** 2 * w).sum((0, 1))) / n   # (C,) biased
             with torch.no_grad():
                 self.running_mean.lerp_(mean, self.momentum)
                 self.running_var.lerp_(var * n / (n - 1), self.momentum)

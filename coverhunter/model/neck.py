@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from coverhunter import distributed
+
 
 class BNNeck(nn.Module):
     """``(B, pool_dim)`` → ``(B, embedding_dim)``: linear bottleneck, then BatchNorm1d whose
@@ -26,7 +28,20 @@ class BNNeck(nn.Module):
         self.out_features = embedding_dim
 
     def forward(self, pre: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.linear(pre))
+        x = self.linear(pre)                                     # (B, embedding_dim)
+        if not (self.training and distributed.active()):
+            return self.norm(x)
+        # data-parallel training: the statistics of every process's batch, as BatchNorm1d's
+        bn = self.norm
+        sums = distributed.all_sum(torch.cat([x.sum(0), x.new_full((1,), len(x))]))
+        n = sums[-1]
+        mean = sums[:-1] / n
+        var = distributed.all_sum(((x - mean) ** 2).sum(0)) / n          # biased
+        with torch.no_grad():
+            bn.running_mean.lerp_(mean, bn.momentum)
+            bn.running_var.lerp_(var * n / (n - 1), bn.momentum)
+            bn.num_batches_tracked += 1
+        return (x - mean) * torch.rsqrt(var + bn.eps) * bn.weight + bn.bias
 
 
 def build_neck(kind: str, pool_dim: int, embedding_dim: int) -> nn.Module:

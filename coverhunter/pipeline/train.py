@@ -16,6 +16,10 @@ schedule and the batches depend on the step alone, so the result is the longer r
 which is how a model is trained for as long as held-out quality keeps rising. The stage's output
 is the final model only (`artifacts/models/<name>/model.pt`), the loss history
 (`reports/train/<name>/loss.csv`) and its plot.
+
+Data-parallel under `torchrun --nproc_per_node N -m stages.train coarse` (or
+`coverhunter train coarse --nproc N`): every process trains on its share of each global
+batch (coverhunter.distributed); rank 0 alone writes outputs and tracks the run.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from coverhunter import distributed
 from coverhunter.atomic import replacing, write_atomic
 from coverhunter.digest import file_sha1
 from coverhunter.features.cqt import CQTFrontEnd
@@ -163,7 +168,9 @@ def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool =
     recipe = fingerprint({**used, length: {k: v for k, v in used[length].items() if k != "max_steps"}},
                          recordings, *extra)
     work_dir = WORK / f"{name}-{recipe}-{steps}"
-    _continue_shorter(work_dir, steps)
+    distributed.init_from_env(resolve_device(p.train.device).type == "cuda")
+    if distributed.is_main():
+        _continue_shorter(work_dir, steps)
     seed_everything(p.train.seed)
     model = CoverHunterNet(p.features.n_bins, p.model, len(works))
     if name == "fine" and p.fine.init == "coarse":
@@ -173,12 +180,16 @@ def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool =
     loss = CoverHunterLoss(p.loss, counts, p.model.embedding_dim)
     label_of = {w: i for i, w in enumerate(works)}
     make = batch_maker(p, ds, keys, df, [label_of.get(w, -1) for w in df["work_id"]], longest)
+    schedule = dataclasses.replace(p.train, max_steps=steps)
+    if not distributed.is_main():        # a helper process: trains its share, writes nothing
+        result = train(model, loss, ds, sampler, schedule, work_dir, progress=False, make=make)
+        return {"rank": distributed.rank(), "steps": result.steps}
 
     tracking.configure(Path.cwd())
     with tracking.stage_run(f"train_{name}", tracking.pipeline_key(raw), used,
-                            tags={"model": name, "work_dir": str(work_dir)}), \
+                            tags={"model": name, "work_dir": str(work_dir),
+                                  "processes": str(distributed.world_size())}), \
             replacing(*outputs) as (model_dir, report_dir):
-        schedule = dataclasses.replace(p.train, max_steps=steps)
         result = train(model, loss, ds, sampler, schedule, work_dir,
                        callback=tracking.step_logger(p.train.log_every), progress=progress,
                        make=make)
@@ -190,7 +201,7 @@ def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool =
         out = save_model(load_checkpoint(result.checkpoint), model_dir / "model.pt",
                          works=works, fingerprint=key)
         summary = {"model": str(outputs[0] / out.name), "steps": result.steps, "works": len(works),
-                   "recordings": len(df), "items": len(ds),
+                   "recordings": len(df), "items": len(ds), "processes": distributed.world_size(),
                    "final_loss": float(history["total"].tail(20).mean())}
         tracking.log({"train_items": len(ds), "final_loss": summary["final_loss"]}, [csv, png])
     return summary

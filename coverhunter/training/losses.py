@@ -2,7 +2,8 @@
 
 ``L = λ_focal·L_focal + λ_center·L_center + λ_tri·L_triplet``: focal and center loss on the
 post-bottleneck embedding, a batch-hard triplet loss on the pre-bottleneck vector. Each term
-is a mean over the batch.
+is a mean over the batch. In data-parallel training the triplet loss mines over the global
+batch (every process's vectors: coverhunter.distributed), as one process would.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from coverhunter.distributed import all_rows
 from coverhunter.params import LossParams
 
 
@@ -97,7 +99,7 @@ class CoverHunterLoss(nn.Module):
                 labels: torch.Tensor) -> LossTerms:
         focal = self.focal(logits, labels)
         center = self.center(embedding, labels)
-        triplet = batch_hard_triplet(pre, labels, self.p.triplet_margin)
+        triplet = batch_hard_triplet(all_rows(pre), all_rows(labels), self.p.triplet_margin)
         total = (self.p.focal_weight * focal + self.p.center_weight * center
                  + self.p.triplet_weight * triplet)
         return LossTerms(total, focal, center, triplet)
