@@ -251,3 +251,59 @@ def test_kill_9_at_a_random_point_then_a_rerun_gives_the_uninterrupted_outputs(p
     running = client.search_runs([client.get_experiment_by_name("coverhunter").experiment_id],
                                  "attributes.status = 'RUNNING'")
     assert [r.data.tags["stage"] for r in running if "stage" in r.data.tags] == []   # killed: KILLED
+
+
+# ------------------------------------------------------------------ data-parallel training
+
+def test_train_on_two_processes_follows_one_and_resumes_after_a_kill(project, tmp_path):
+    """`coverhunter train coarse --nproc 2` (torchrun, gloo) on the same global batches as one
+    process (dropout and the attention mask off: they draw per process): the same loss curve
+    to float rounding. kill -9 of the launcher and both workers after a checkpoint, then a
+    rerun: the uninterrupted two-process run's loss curve and model, exactly."""
+    import os
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["model"].update(dropout=0.0, pool_mask_prob=0.0)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    outputs = ["artifacts/models/coarse", "reports/train/coarse"]
+    for rel in outputs:                           # the project's own model, put back at the end
+        shutil.copytree(project / rel, tmp_path / "kept" / rel)
+    work = project / "artifacts" / "work"
+    before = set(work.glob("coarse-*"))
+
+    def train(*extra: str) -> tuple[pd.DataFrame, dict]:
+        out = cli(project, "--params", str(path), "train", "coarse", *extra)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return (pd.read_csv(project / "reports/train/coarse/loss.csv").drop(columns="elapsed_s"),
+                fingerprint(project, ["artifacts/models/coarse"]))
+
+    def fresh() -> None:                          # the next run starts from step 0
+        for d in set(work.glob("coarse-*")) - before:
+            shutil.rmtree(d)
+
+    try:
+        one, _ = train()
+        fresh()
+        two, model_two = train("--nproc", "2")
+        cols = ["total", "focal", "center", "triplet"]
+        np.testing.assert_allclose(two[cols].to_numpy(), one[cols].to_numpy(), rtol=2e-4)
+        assert two["step"].tolist() == list(range(1, 31))
+
+        fresh()
+        proc = subprocess.Popen([str(BIN / "coverhunter"), "--params", str(path), "train", "coarse",
+                                 "--nproc", "2"], cwd=project, env=env(), start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 300
+        while not any((d / "checkpoint.pt").exists() for d in set(work.glob("coarse-*")) - before):
+            assert proc.poll() is None and time.time() < deadline, "no checkpoint was written"
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        resumed, model_resumed = train("--nproc", "2")
+        pd.testing.assert_frame_equal(resumed, two)
+        assert model_resumed == model_two
+    finally:
+        fresh()
+        for rel in outputs:
+            shutil.rmtree(project / rel, ignore_errors=True)
+            shutil.copytree(tmp_path / "kept" / rel, project / rel)
