@@ -14,7 +14,6 @@ import argparse
 import dataclasses
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np

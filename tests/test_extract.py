@@ -123,3 +123,47 @@ def test_an_index_without_recorded_hashes_is_checked_and_kept(catalogue, tmp_pat
     assert os.stat(files["rec/1"]).st_mtime_ns == stamps["rec/1"]
     assert load_features(out, ["rec/2"])[0].shape == (4 * 25 + 1, 96)
     assert after.loc["rec/0", "feature_sha1"] == index.set_index("recording_id").loc["rec/0", "feature_sha1"]
+
+
+# ---- sharded extraction (flows/extract.py runs the shards on a Dask cluster) ------------
+
+def test_shards_on_a_dask_cluster_write_the_single_process_bytes(tmp_path, params):
+    """12 recordings of different lengths, several CQT batches, 3 shards on a 2-process local
+    Dask cluster: the same feature files, byte for byte, and the same index as the
+    single-process extraction; a plan made after one finished shard keeps its recordings."""
+    import dataclasses
+
+    from distributed import Client, LocalCluster
+
+    from coverhunter.features.extract import extract_shard, merge_shards, plan, shards
+    p = dataclasses.replace(params.features, batch_seconds=20)        # ~3 recordings a batch
+    rng = np.random.default_rng(4)
+    files = {}
+    for i in range(12):
+        path = tmp_path / "audio" / f"r{i}.flac"
+        path.parent.mkdir(exist_ok=True)
+        sf.write(path, tone(float(rng.uniform(100, 2000)), float(rng.uniform(2, 8)), p.sample_rate)
+                 + 0.01 * rng.standard_normal(1), p.sample_rate)
+        files[f"rec-{i}"] = path
+    ids, paths = list(files), list(files.values())
+    one = tmp_path / "one"
+    extract_catalogue(ids, paths, one, p, progress=False)
+
+    many = tmp_path / "many"
+    kept, todo = plan(ids, paths, many, p)
+    parts = shards(todo, p, 3)
+    assert kept == {} and len(parts) == 3 and [t for part in parts for t in part] == todo
+    extract_shard(parts[0], many, p, "shard-0000")                   # one shard finished earlier
+    kept, todo = plan(ids, paths, many, p)
+    assert sorted(kept) == sorted(t.recording_id for t in parts[0])
+    assert todo == [t for part in parts[1:] for t in part]
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        futures = [client.submit(extract_shard, part, many, p, f"shard-{i + 1:04d}", pure=False)
+                   for i, part in enumerate(parts[1:])]
+        rows = client.gather(futures)
+    index = merge_shards(many, kept, rows)
+    assert not (many / "parts").exists()
+    assert index.equals(read_index(one))
+    for name in index["feature_file"]:
+        assert (many / name).read_bytes() == (one / name).read_bytes(), name

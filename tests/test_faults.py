@@ -4,6 +4,7 @@ each with the exact outcome: one error line naming the file, line or key and the
 (no traceback), or outputs identical to an uninterrupted run."""
 from __future__ import annotations
 
+import ast
 import json
 import random
 import shutil
@@ -307,3 +308,26 @@ def test_train_on_two_processes_follows_one_and_resumes_after_a_kill(project, tm
         for rel in outputs:
             shutil.rmtree(project / rel, ignore_errors=True)
             shutil.copytree(tmp_path / "kept" / rel, project / rel)
+
+
+# ------------------------------------------------------------------ extraction on a Dask cluster
+
+def test_the_extract_flow_on_a_dask_cluster_writes_the_stage_features(project):
+    """`python -m flows.extract` (Prefect's Dask task runner, a local 2-process cluster, 3
+    shards) after the features were deleted: the extract stage's files and index, byte for
+    byte; run again, it computes nothing."""
+    features = "artifacts/features"
+    reference = fingerprint(project, [features])
+    shutil.rmtree(project / features)
+
+    def flow() -> dict:
+        out = subprocess.run([str(BIN / "python"), "-m", "flows.extract", "--workers", "2", "--shards", "3"],
+                             cwd=project, env=env(), text=True, capture_output=True, timeout=600)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+        return ast.literal_eval(out.stdout.strip().splitlines()[-1])   # the flow's summary
+
+    first = flow()
+    assert first["shards"] == 3 and first["computed"] == first["recordings"]
+    assert fingerprint(project, [features]) == reference
+    assert flow()["computed"] == 0
+    assert fingerprint(project, [features]) == reference

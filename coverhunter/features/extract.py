@@ -14,10 +14,12 @@ import dataclasses
 import hashlib
 import io
 import logging
+import shutil
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -31,6 +33,7 @@ from coverhunter.params import FeatureParams
 from coverhunter.progress import bar as progress_bar
 
 INDEX = "index.parquet"
+PARTS = "parts"            # a sharded extraction's per-shard indexes, merged into INDEX at the end
 INDEX_COLUMNS = ["recording_id", "feature_file", "n_frames", "audio_sha1", "features_hash",
                  "feature_bytes", "feature_sha1"]
 log = logging.getLogger(__name__)
@@ -83,9 +86,9 @@ def read_index(out_dir: Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def _write_index(out_dir: Path, rows: dict[str, dict]) -> None:
+def _write_index(path: Path, rows: dict[str, dict]) -> None:
     df = pd.DataFrame(sorted(rows.values(), key=lambda r: r["recording_id"]), columns=INDEX_COLUMNS)
-    write_atomic(out_dir / INDEX, lambda tmp: df.to_parquet(tmp, index=False))
+    write_atomic(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 
 def _save_array(path: Path, array: np.ndarray) -> tuple[int, str]:
@@ -98,22 +101,28 @@ def _save_array(path: Path, array: np.ndarray) -> tuple[int, str]:
     return len(data), hashlib.sha1(data).hexdigest()
 
 
-def extract_catalogue(recording_ids: Sequence[str], audio_files: Sequence[str | Path],
-                      out_dir: str | Path, p: FeatureParams, device: str | torch.device = "cpu",
-                      progress: bool = True) -> pd.DataFrame:
-    """Extract log-CQT features of every recording into ``out_dir``; returns the index
-    (``recording_id, feature_file, n_frames, audio_sha1, features_hash``).
+class Todo(NamedTuple):
+    """A recording whose features are (re)computed."""
+    recording_id: str
+    audio: Path
+    audio_sha1: str
 
-    Recordings no longer listed are dropped from the index and their files removed.
-    """
-    out_dir = Path(out_dir)
+
+def plan(recording_ids: Sequence[str], audio_files: Sequence[str | Path], out_dir: Path,
+         p: FeatureParams) -> tuple[dict[str, dict], list[Todo]]:
+    """What an extraction of these recordings keeps and what it computes: the index rows of
+    recordings whose features are current and intact (finished shards' rows included), and
+    the rest, in manifest order. Removes the files of recordings no longer listed and the
+    half-written files of a killed run."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    for leftover in [*out_dir.glob("*.tmp.npy"), *out_dir.glob("*.tmp.parquet")]:
+    for leftover in [*out_dir.glob("*.tmp.npy"), *out_dir.rglob("*.tmp.parquet")]:
         leftover.unlink()                          # half-written by a killed run
     fhash = features_hash(p)
     old = {r["recording_id"]: r for r in read_index(out_dir).to_dict("records")}
+    for part in sorted((out_dir / PARTS).glob("*.parquet")):    # a sharded run's finished work
+        old.update((r["recording_id"], r) for r in pd.read_parquet(part).to_dict("records"))
     rows: dict[str, dict] = {}
-    todo: list[tuple[str, Path, str]] = []
+    todo: list[Todo] = []
     damaged: list[str] = []
     for rid, audio in zip(recording_ids, audio_files):
         sha = file_sha1(audio) if Path(audio).is_file() else ""
@@ -124,34 +133,44 @@ def extract_catalogue(recording_ids: Sequence[str], audio_files: Sequence[str | 
         else:
             if current:
                 damaged.append(f"{out_dir / prev['feature_file']} ({rid})")
-            todo.append((rid, Path(audio), sha))
+            todo.append(Todo(rid, Path(audio), sha))
     if damaged:
         log.warning("recomputing %d feature file(s) that are missing or no longer match their "
                     "recorded size and SHA-1: %s", len(damaged), ", ".join(damaged))
     for rid in set(old) - set(recording_ids):                 # no longer in the manifest
         (out_dir / old[rid]["feature_file"]).unlink(missing_ok=True)
-    _write_index(out_dir, rows)
+    return rows, todo
 
+
+def batches(todo: Sequence[Todo], p: FeatureParams) -> list[list[int]]:
+    """Positions in ``todo`` grouped into the CQT's padded batches (``features.batch_seconds``)."""
+    return list(batches_by_duration([_samples_hint(t.audio, p.sample_rate) for t in todo],
+                                    int(p.batch_seconds * p.sample_rate)))
+
+
+def compute(todo: Sequence[Todo], out_dir: Path, p: FeatureParams, rows: dict[str, dict],
+            index_file: Path, device: str | torch.device = "cpu", progress: bool = True) -> list[str]:
+    """Features of ``todo`` into ``out_dir``, batch by batch; after every batch ``rows``
+    (updated in place) is written to ``index_file``. Returns the failures, one line each."""
     front = CQTFrontEnd(p)
-    budget = int(p.batch_seconds * p.sample_rate)
+    fhash = features_hash(p)
     failures: list[str] = []
     bar = progress_bar(len(todo), "extract", "rec", progress)
 
     def decode(group: list[int]) -> tuple[list[np.ndarray], list[int]]:
         audios, ok = [], []
         for i in group:
-            rid, audio, _ = todo[i]
             try:
-                audios.append(load_audio(audio, p.sample_rate))
+                audios.append(load_audio(todo[i].audio, p.sample_rate))
                 ok.append(i)
             except AudioDecodeError as err:
-                failures.append(f"recording {rid}: {err}")
+                failures.append(f"recording {todo[i].recording_id}: {err}")
         return audios, ok
 
     # one budget-sized batch at a time (bounded memory); the next batch decodes on a second
     # thread while this one's CQT runs (libsndfile, soxr and torch release the GIL)
     t0, frames = time.perf_counter(), 0
-    groups = list(batches_by_duration([_samples_hint(a, p.sample_rate) for _, a, _ in todo], budget))
+    groups = batches(todo, p)
     with ThreadPoolExecutor(max_workers=1) as pool:
         ahead = pool.submit(decode, groups[0]) if groups else None
         for g, group in enumerate(groups):
@@ -166,18 +185,77 @@ def extract_catalogue(recording_ids: Sequence[str], audio_files: Sequence[str | 
                              "audio_sha1": sha, "features_hash": fhash,
                              "feature_bytes": size, "feature_sha1": digest}
                 frames += len(feats)
-            _write_index(out_dir, rows)
+            _write_index(index_file, rows)
             bar.update(len(group))
     bar.close()
     if frames:
         hours, minutes = frames / p.frame_rate / 3600, (time.perf_counter() - t0) / 60
         log.info("extracted %.2f h of audio in %.1f min: %.1f h of audio per minute",
                  hours, minutes, hours / minutes)
+    return failures
+
+
+def failed(failures: list[str], saved: int, out_dir: Path) -> ExtractionError:
+    return ExtractionError(
+        f"{len(failures)} recording(s) could not be extracted; the other "
+        f"{saved} are saved in {out_dir}. Fix or remove these rows and run again "
+        "(finished recordings are not recomputed):\n  " + "\n  ".join(failures))
+
+
+def extract_catalogue(recording_ids: Sequence[str], audio_files: Sequence[str | Path],
+                      out_dir: str | Path, p: FeatureParams, device: str | torch.device = "cpu",
+                      progress: bool = True) -> pd.DataFrame:
+    """Extract log-CQT features of every recording into ``out_dir``; returns the index
+    (``recording_id, feature_file, n_frames, audio_sha1, features_hash``).
+
+    Recordings no longer listed are dropped from the index and their files removed.
+    """
+    out_dir = Path(out_dir)
+    rows, todo = plan(recording_ids, audio_files, out_dir, p)
+    _write_index(out_dir / INDEX, rows)
+    shutil.rmtree(out_dir / PARTS, ignore_errors=True)        # folded into the index above
+    failures = compute(todo, out_dir, p, rows, out_dir / INDEX, device, progress)
     if failures:
-        raise ExtractionError(
-            f"{len(failures)} recording(s) could not be extracted; the other "
-            f"{len(rows)} are saved in {out_dir}. Fix or remove these rows and run again "
-            "(finished recordings are not recomputed):\n  " + "\n  ".join(failures))
+        raise failed(failures, len(rows), out_dir)
+    return read_index(out_dir)
+
+
+# ---- the same work as shards (flows/extract.py runs them as Dask tasks) -----------------
+
+def shards(todo: Sequence[Todo], p: FeatureParams, n: int) -> list[list[Todo]]:
+    """``todo`` cut into at most ``n`` runs of whole CQT batches, of about equal audio: each
+    shard computes exactly the batches one process would, so the files are the same bytes."""
+    groups = batches(todo, p)
+    sizes = np.array([sum(_samples_hint(todo[i].audio, p.sample_rate) for i in g) for g in groups])
+    cuts = np.searchsorted(np.cumsum(sizes), np.arange(1, n) * sizes.sum() / n) if len(groups) else []
+    runs = np.split(np.arange(len(groups)), sorted(set(int(c) + 1 for c in cuts if c + 1 < len(groups))))
+    return [[todo[i] for g in run for i in groups[g]] for run in runs if len(run)]
+
+
+def extract_shard(todo: Sequence[Todo], out_dir: str | Path, p: FeatureParams, name: str,
+                  device: str | torch.device = "cpu") -> list[dict]:
+    """One shard's features into ``out_dir``, its index rows into ``out_dir/parts/<name>``
+    after every batch; returns the rows. Raises :class:`ExtractionError` naming the files
+    that failed (the rest stay saved, and a rerun skips them)."""
+    out_dir = Path(out_dir)
+    part = out_dir / PARTS / f"{name}.parquet"
+    part.parent.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, dict] = {}
+    failures = compute(list(todo), out_dir, p, rows, part, device, progress=False)
+    if failures:
+        raise failed(failures, len(rows), out_dir)
+    return list(rows.values())
+
+
+def merge_shards(out_dir: str | Path, kept: dict[str, dict], shard_rows: Sequence[list[dict]]) -> pd.DataFrame:
+    """The index of a sharded extraction: the rows kept and every shard's, as the
+    single-process extraction writes it; the shards' parts are then removed."""
+    out_dir = Path(out_dir)
+    rows = dict(kept)
+    for part in shard_rows:
+        rows.update((r["recording_id"], r) for r in part)
+    _write_index(out_dir / INDEX, rows)
+    shutil.rmtree(out_dir / PARTS, ignore_errors=True)
     return read_index(out_dir)
 
 
