@@ -17,11 +17,11 @@ import argparse
 from pathlib import Path
 
 from prefect import flow, task
-from prefect_dask import DaskTaskRunner
 
 from coverhunter.features.extract import ExtractionError, extract_shard, merge_shards
 from coverhunter.pipeline.extract import sharded
 from coverhunter.pipeline.layout import FEATURES, PARAMS, load
+from flows.cluster import options, runner
 
 
 def _retry_unless_bad_audio(task_, task_run, state) -> bool:
@@ -43,25 +43,10 @@ def extract(params_path: str = str(PARAMS), n_shards: int | None = None) -> dict
             "computed": sum(len(todo) for todo in parts)}
 
 
-def runner(address: str | None, workers: int) -> DaskTaskRunner:
-    """The cluster at ``address``, or a local one of ``workers`` single-threaded processes."""
-    if address:
-        return DaskTaskRunner(address=address)
-    return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1,
-                                          "processes": True, "dashboard_address": None})
-
-
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--params", default=str(PARAMS))
-    ap.add_argument("--address", help="Dask scheduler (default: flow.dask_address, else a local cluster)")
-    ap.add_argument("--workers", type=int, help="local cluster processes (default: flow.dask_workers)")
-    ap.add_argument("--shards", type=int, help="default: flow.extract_shards")
-    args = ap.parse_args(argv)
+    args = options(argparse.ArgumentParser(description=__doc__.split("\n\n")[0])).parse_args(argv)
     p, _ = load(Path(args.params))
-    run = extract.with_options(task_runner=runner(args.address or p.flow.dask_address,
-                                                  args.workers or p.flow.dask_workers))
-    out = run(args.params, args.shards)
+    out = extract.with_options(task_runner=runner(p, args.address, args.workers))(args.params, args.shards)
     print(out)
     return out
 

@@ -331,3 +331,34 @@ def test_the_extract_flow_on_a_dask_cluster_writes_the_stage_features(project):
     assert fingerprint(project, [features]) == reference
     assert flow()["computed"] == 0
     assert fingerprint(project, [features]) == reference
+
+
+def test_the_index_flow_embeds_shards_on_a_dask_cluster_and_ranks_as_the_stage(project, tmp_path):
+    """`python -m flows.index` (3 embedding shards, a local 2-process Dask cluster): the same
+    chunks in the same order, vectors equal to float rounding, and the same rankings,
+    threshold and error rates in reports/index.json as the index stage."""
+    from coverhunter.retrieval.index import ChunkIndex
+    saved = {rel: tmp_path / "kept" / rel for rel in ("artifacts/index", "reports/index.json")}
+    for rel, copy in saved.items():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if (project / rel).is_dir() else shutil.copy2)(project / rel, copy)
+    try:
+        out = subprocess.run([str(BIN / "python"), "-m", "flows.index", "--workers", "2", "--shards", "3"],
+                             cwd=project, env=env(), text=True, capture_output=True, timeout=600)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+        stage, flow = ChunkIndex.load(saved["artifacts/index"]), ChunkIndex.load(project / "artifacts/index")
+        pd.testing.assert_frame_equal(flow.tags, stage.tags)
+        np.testing.assert_allclose(flow.vectors, stage.vectors, atol=1e-5)
+        a = json.loads(saved["reports/index.json"].read_text())
+        b = json.loads((project / "reports/index.json").read_text())
+        assert b["threshold"] == pytest.approx(a["threshold"], abs=1e-5)
+        for name in ("test", "test_variants"):
+            for key in ("FAR", "FRR"):
+                assert b[name][key] == a[name][key], (name, key)
+            for how in ("through_index", "exact"):
+                assert b[name][how] == pytest.approx(a[name][how], abs=1e-6), (name, how)
+    finally:
+        for rel, copy in saved.items():
+            if (project / rel).is_dir():
+                shutil.rmtree(project / rel)
+            (shutil.copytree if copy.is_dir() else shutil.copy2)(copy, project / rel)

@@ -54,7 +54,7 @@ class FlowParams:
     lock_file: str            # one retrain run at a time per checkout
     lock_wait_s: NonNegative
     state_file: str           # the last successful retrain (what ran, the decision)
-    extract_shards: Size      # flows/extract.py: shards of the pending recordings, one Dask task each
+    shards: Size              # flows/extract.py, flows/index.py: shards of the work, one Dask task each
     dask_address: str | None  # the Dask scheduler they run on; None: a local cluster
     dask_workers: Size        # processes of that local cluster
 

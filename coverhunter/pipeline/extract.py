@@ -20,8 +20,8 @@ def run(params_path: str | Path = PARAMS, out_dir: Path = FEATURES, progress: bo
 def sharded(params_path: str | Path = PARAMS, out_dir: Path = FEATURES,
             n_shards: int | None = None) -> tuple[dict[str, dict], list[list[Todo]]]:
     """The index rows kept (current and intact) and the rest of the catalogue in at most
-    ``n_shards`` (default ``flow.extract_shards``) shards of whole CQT batches."""
+    ``n_shards`` (default ``flow.shards``) shards of whole CQT batches."""
     p, _ = load(params_path)
     df = validated_manifest()
     kept, todo = plan(df["recording_id"].tolist(), df["audio_file"].tolist(), out_dir, p.features)
-    return kept, shards(todo, p.features, n_shards or p.flow.extract_shards)
+    return kept, shards(todo, p.features, n_shards or p.flow.shards)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -58,9 +59,14 @@ def embed_rows(p: Params, rows: pd.DataFrame, model_path: Path, features_dir: Pa
     return vectors, starts, durations
 
 
+Embedder = Callable[[Params, pd.DataFrame, Path, Path], tuple[list, list, list]]
+
+
 def build(p: Params, rows: pd.DataFrame, model_path: Path, meta: dict,
-          features_dir: Path = FEATURES) -> ChunkIndex:
-    vectors, starts, durations = embed_rows(p, rows, model_path, features_dir)
+          features_dir: Path = FEATURES, embed: Embedder = embed_rows) -> ChunkIndex:
+    """The index of manifest ``rows``; ``embed`` computes their vectors (:func:`embed_rows`
+    here, or its shards on a cluster: flows/index.py)."""
+    vectors, starts, durations = embed(p, rows, model_path, features_dir)
     return ChunkIndex.from_recordings(vectors, starts, p.index.chunk_s, rows["recording_id"].tolist(),
                                       rows["work_id"].tolist(), durations,
                                       IndexSpec.from_params(p.index), meta)
@@ -122,7 +128,7 @@ def test_set_report(index: ChunkIndex, p: Params, q: pd.DataFrame, model_path: P
     return out
 
 
-def run(params_path: str | Path = "params.yaml", progress: bool = True) -> dict:
+def run(params_path: str | Path = "params.yaml", progress: bool = True, embed: Embedder = embed_rows) -> dict:
     p, raw = load(params_path)
     df = validated_manifest()
     model_path = final_model(p)
@@ -132,7 +138,7 @@ def run(params_path: str | Path = "params.yaml", progress: bool = True) -> dict:
     tracking.configure(Path.cwd())
     model_version = registry.version_of(file_sha1(model_path))   # None when it was not registered
     meta = index_meta(model_path, p, model_version) | {"built": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-    index = build(p, rows, model_path, meta)
+    index = build(p, rows, model_path, meta, embed=embed)
 
     val = df[df["split"] == p.data.val_split].sort_values("recording_id")
     neg, pos = open_set(index, val, query_vectors(index, p, val, model_path))
