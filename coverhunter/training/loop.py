@@ -157,7 +157,7 @@ def train(model: CoverHunterNet, loss_fn: CoverHunterLoss, dataset, sampler: PKS
             metrics = distributed.mean_over_ranks(
                 {name: float(value.detach()) for name, value in terms._asdict().items()})
             metrics["lr"] = scheduler.get_last_lr()[0]
-            metrics["audio_augmented"] = batch.audio_items / len(labels)   # share of the batch
+            metrics["audio_augmented"] = batch.audio_items / len(batch.labels)   # share of the global batch
             metrics["elapsed_s"] = elapsed0 + time.perf_counter() - t0
             history.append(metrics)
             if callback is not None and main:
