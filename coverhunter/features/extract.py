@@ -142,10 +142,11 @@ def plan(recording_ids: Sequence[str], audio_files: Sequence[str | Path], out_di
     return rows, todo
 
 
-def batches(todo: Sequence[Todo], p: FeatureParams) -> list[list[int]]:
-    """Positions in ``todo`` grouped into the CQT's padded batches (``features.batch_seconds``)."""
-    return list(batches_by_duration([_samples_hint(t.audio, p.sample_rate) for t in todo],
-                                    int(p.batch_seconds * p.sample_rate)))
+def batches(todo: Sequence[Todo], p: FeatureParams, hints: Sequence[int] | None = None) -> list[list[int]]:
+    """Positions in ``todo`` grouped into the CQT's padded batches (``features.batch_seconds``);
+    ``hints``: the decoded lengths, when already read from the headers."""
+    hints = [_samples_hint(t.audio, p.sample_rate) for t in todo] if hints is None else hints
+    return list(batches_by_duration(hints, int(p.batch_seconds * p.sample_rate)))
 
 
 def compute(todo: Sequence[Todo], out_dir: Path, p: FeatureParams, rows: dict[str, dict],
@@ -195,7 +196,8 @@ def compute(todo: Sequence[Todo], out_dir: Path, p: FeatureParams, rows: dict[st
     return failures
 
 
-def failed(failures: list[str], saved: int, out_dir: Path) -> ExtractionError:
+def extraction_error(failures: list[str], saved: int, out_dir: Path) -> ExtractionError:
+    """The error of a run some of whose recordings failed: each one named, and the fix."""
     return ExtractionError(
         f"{len(failures)} recording(s) could not be extracted; the other "
         f"{saved} are saved in {out_dir}. Fix or remove these rows and run again "
@@ -216,7 +218,7 @@ def extract_catalogue(recording_ids: Sequence[str], audio_files: Sequence[str | 
     shutil.rmtree(out_dir / PARTS, ignore_errors=True)        # folded into the index above
     failures = compute(todo, out_dir, p, rows, out_dir / INDEX, device, progress)
     if failures:
-        raise failed(failures, len(rows), out_dir)
+        raise extraction_error(failures, len(rows), out_dir)
     return read_index(out_dir)
 
 
@@ -225,8 +227,9 @@ def extract_catalogue(recording_ids: Sequence[str], audio_files: Sequence[str | 
 def shards(todo: Sequence[Todo], p: FeatureParams, n: int) -> list[list[Todo]]:
     """``todo`` cut into at most ``n`` runs of whole CQT batches, of about equal audio: each
     shard computes exactly the batches one process would, so the files are the same bytes."""
-    groups = batches(todo, p)
-    sizes = np.array([sum(_samples_hint(todo[i].audio, p.sample_rate) for i in g) for g in groups])
+    hints = [_samples_hint(t.audio, p.sample_rate) for t in todo]
+    groups = batches(todo, p, hints)
+    sizes = np.array([sum(hints[i] for i in g) for g in groups])
     cuts = np.searchsorted(np.cumsum(sizes), np.arange(1, n) * sizes.sum() / n) if len(groups) else []
     runs = np.split(np.arange(len(groups)), sorted(set(int(c) + 1 for c in cuts if c + 1 < len(groups))))
     return [[todo[i] for g in run for i in groups[g]] for run in runs if len(run)]
@@ -243,7 +246,7 @@ def extract_shard(todo: Sequence[Todo], out_dir: str | Path, p: FeatureParams, n
     rows: dict[str, dict] = {}
     failures = compute(list(todo), out_dir, p, rows, part, device, progress=False)
     if failures:
-        raise failed(failures, len(rows), out_dir)
+        raise extraction_error(failures, len(rows), out_dir)
     return list(rows.values())
 
 
