@@ -171,6 +171,7 @@ def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool =
     distributed.init_from_env(resolve_device(p.train.device).type == "cuda")
     if distributed.is_main():
         _continue_shorter(work_dir, steps)
+    distributed.barrier()                  # every process sees the seeded checkpoint, or none
     seed_everything(p.train.seed)
     model = CoverHunterNet(p.features.n_bins, p.model, len(works))
     if name == "fine" and p.fine.init == "coarse":
