@@ -9,20 +9,17 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from test_train import N_WORKS, build
 
 from coverhunter import distributed
-from coverhunter.model import CoverHunterNet
 from coverhunter.model.checkpoint import load_model
 from coverhunter.model.masking import MaskedBatchNorm
 from coverhunter.model.neck import BNNeck
 from coverhunter.training.augment import FeatureAugment
 from coverhunter.training.batches import BatchMaker
-from coverhunter.training.data import ChunkDataset
-from coverhunter.training.loop import seed_everything, train
-from coverhunter.training.losses import CoverHunterLoss
-from coverhunter.training.sampler import PKSampler
+from coverhunter.training.loop import train
 
-N_WORKS, N_VERSIONS = 8, 4
+N_VERSIONS = 4
 
 
 def catalogue() -> tuple[list[np.ndarray], np.ndarray]:
@@ -35,13 +32,7 @@ def catalogue() -> tuple[list[np.ndarray], np.ndarray]:
 
 def fit(p, out_dir, steps: int) -> list[dict]:
     """The training loop with the tricks on (pitch roll, masks), as the pipeline runs it."""
-    feats, works = catalogue()
-    seed_everything(p.train.seed)
-    model = CoverHunterNet(p.features.n_bins, p.model, n_classes=N_WORKS)
-    ds = ChunkDataset(feats, works, p.train.chunk_s, p.train.hop_s, p.features.frame_rate)
-    loss = CoverHunterLoss(p.loss, np.bincount(ds.label), p.model.embedding_dim)
-    sampler = PKSampler(ds.label, ds.recording, p.train.works_per_batch,
-                        p.train.versions_per_work, p.train.seed)
+    model, loss, ds, sampler = build(p, *catalogue())     # as test_train builds its runs
     make = BatchMaker(ds, p.train.seed, features=FeatureAugment(p.augment, 12))
     schedule = dataclasses.replace(p.train, max_steps=steps, checkpoint_every=2)
     return train(model, loss, ds, sampler, schedule, out_dir, progress=False, make=make).history
