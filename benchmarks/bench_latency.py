@@ -11,12 +11,17 @@ Steps, as `coverhunter identify` runs them (coverhunter/retrieval/search.py):
             on torch and on ONNX Runtime (`evaluate.runtime`)
             (identify's default chunking, `index.hop_s: 15`, embeds about twice as many);
   retrieval chunk search (k = index.k) plus the exact re-ranking of a shortlist (`rank`).
-The catalogue's vectors are synthetic with a cover-like neighbour structure (see
-bench_search.py), 4 per track (45 s chunks of a 3-minute track); the index kind is
-`index.kind: auto` (flat below `auto_flat_below` vectors, HNSW above), recall@10 is
-against exact search, over 200 chunks of catalogued works, memory is the serialised faiss index plus
-the vectors kept for re-ranking. Times are the minimum and median of ``--repeats`` runs,
-the steps interleaved round by round in one process; torch and faiss use every core.
+The catalogue's vectors are synthetic (bench_search.py's ``--structure``: by default with
+the covariances measured on a trained model's catalogue vectors), 4 per track (45 s chunks
+of a 3-minute track); the index kind is
+params.yaml's `index:` (`kind: auto`: flat below `auto_flat_below` vectors, else HNSW over
+`codec` 8-bit codes whose `refine` best candidates are re-scored with the float vectors).
+The index is saved and loaded back as `coverhunter identify` loads it: the faiss structure
+in memory, the float vectors memory-mapped from disk. Recall@10 is against exact search,
+over 200 chunks of catalogued works; memory is the faiss structure (a flat index holds the
+float vectors themselves); disk is the float vectors file. Times are the minimum and median
+of ``--repeats`` runs, the steps interleaved round by round in one process; torch and faiss
+use every core.
 """
 from __future__ import annotations
 
@@ -32,7 +37,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 import torch
-from bench_search import NOISE, vectors
+from bench_search import STRUCTURES, SyntheticWorks, vectors
 from common import ROOT, table
 
 from coverhunter.features.audio import load_audio  # noqa: E402
@@ -63,23 +68,45 @@ def query_file(folder: Path) -> Path:
     return path
 
 
-def gallery(n_tracks: int, d: int, p, rng: np.random.Generator
-            ) -> tuple[ChunkIndex, ChunkIndex, float, np.ndarray]:
-    """The ``auto`` index over ``n_tracks`` synthetic tracks, an exact one beside it, the
-    build time (s) and the works' directions."""
-    x, works = vectors(n_tracks * CHUNKS_PER_TRACK, d, rng)
+def gallery(n_tracks: int, d: int, p, rng: np.random.Generator, folder: Path, structure: str
+            ) -> tuple[ChunkIndex, ChunkIndex, float, SyntheticWorks]:
+    """The params' index over ``n_tracks`` synthetic tracks (saved to ``folder`` and loaded
+    back), an exact one beside it, the build time (s) and the works' directions."""
+    x, works = vectors(n_tracks * CHUNKS_PER_TRACK, d, rng, structure)
     track = np.arange(len(x)) // CHUNKS_PER_TRACK
     tags = pd.DataFrame({"recording_id": track.astype(str), "work_id": (track // 4).astype(str),
                          "start_s": (np.arange(len(x)) % CHUNKS_PER_TRACK) * CHUNK_S})
     tags["end_s"] = tags["start_s"] + CHUNK_S
     meta = {"chunk_s": CHUNK_S, "hop_s": CHUNK_S}
-    i = p.index
     t0 = time.perf_counter()
-    index = ChunkIndex(x, tags, IndexSpec("auto", i.nlist, i.nprobe, i.hnsw_m, i.ef_search,
-                                          i.auto_flat_below), meta)
+    index = ChunkIndex(x, tags, IndexSpec.from_params(p.index), meta)
     build_s = time.perf_counter() - t0
-    exact = index if index.kind == "flat" else ChunkIndex(x, tags, IndexSpec("flat", 1, 1, 1, 1, 1), meta)
+    index.save(folder)
+    del index
+    index = ChunkIndex.load(folder)
+    exact = ChunkIndex(x, tags, IndexSpec("flat", 1, 1, 1, 1, 1), meta)
     return index, exact, build_s, works
+
+
+def catalogue_row(n: int, d: int, p, rng: np.random.Generator, folder: Path, structure: str,
+                  n_chunks: int, starts: np.ndarray, repeats: int) -> dict:
+    """Size, index kind, memory MB, disk MB, recall@10 and retrieval ms for a catalogue of
+    ``n`` tracks, queried by ``n_chunks`` chunks of one catalogued work."""
+    index, exact, build_s, works = gallery(n, d, p, rng, folder, structure)
+    # the query's chunks as a new version of a catalogued work would give them (the
+    # untrained network's own vectors sit far from every work)
+    queries = works.chunks(np.full(n_chunks, rng.integers(0, works.n)))
+    times: dict[str, list[float]] = {}
+    for _ in range(repeats + 1):
+        timed(lambda: rank(index, queries, starts, QUERY_S, p.index.k, p.index.shortlist, None, p.index.top),
+              times, "retrieval")
+    probes = works.chunks(rng.integers(0, works.n, 200))
+    kind = index.kind + (" over 8-bit codes, re-scored" if index.spec.compressed(len(index)) else "")
+    print(f"{n:,} tracks: index built in {build_s:.0f} s", flush=True)
+    return {"catalogue": f"{len(index):,} vectors", "index": kind,
+            "memory MB": round(len(faiss.serialize_index(index.faiss)) / 2**20),
+            "disk MB": round(index.vectors.nbytes / 2**20), "recall@10": round(recall_at(index, exact, probes), 3),
+            "retrieval": round(min(times["retrieval"][1:]), 2)}
 
 
 def timed(fn, results: dict, name: str):
@@ -93,6 +120,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tracks", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--structure", choices=STRUCTURES, default="measured",
+                    help="the catalogue vectors' neighbour structure (bench_search.py)")
     args = ap.parse_args()
     p = load_params(ROOT / "params.yaml")
     torch.manual_seed(0)
@@ -119,33 +148,21 @@ def main() -> None:
                 [[n, round(a, 1), round(b, 1), round(1e3 * QUERY_S / a)] for n, (a, b) in parts.items()]))
 
     rng = np.random.default_rng(0)
-    rows = [["paper (2-core Xeon, ScaNN)", "1M", "ScaNN", "", "", PAPER["decode + CQT"], PAPER["inference"],
+    rows = [["paper (2-core Xeon, ScaNN)", "1M", "ScaNN", "", "", "", PAPER["decode + CQT"], PAPER["inference"],
              PAPER["retrieval"], PAPER["total"]]]
     pre = parts["decode"][0] + parts["CQT multirate"][0]
     infer = parts["inference frame_pool 3, onnx"][0]
     for n in args.tracks:
-        index, exact, build_s, works = gallery(n, d, p, rng)
-        # the query's chunks as a new version of a catalogued work would give them: its work's
-        # direction plus noise (the untrained network's own vectors sit far from every work)
-        queries = works[rng.integers(0, len(works))] + NOISE * rng.normal(size=q.shape) / np.sqrt(d)
-        queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
-        times: dict[str, list[float]] = {}
-        for _ in range(args.repeats + 1):
-            timed(lambda index=index: rank(index, queries, starts, QUERY_S, p.index.k, p.index.shortlist, None,
-                               p.index.top), times, "retrieval")
-        retrieval = min(times["retrieval"][1:])
-        mb = (len(faiss.serialize_index(index.faiss)) + index.vectors.nbytes) / 2**20
-        probes = works[rng.integers(0, len(works), 200)] + NOISE * rng.normal(size=(200, d)) / np.sqrt(d)
-        probes = (probes / np.linalg.norm(probes, axis=1, keepdims=True)).astype(np.float32)
-        rows.append([f"this machine, {n:,} tracks", f"{len(index):,} vectors", index.kind, round(mb),
-                     round(recall_at(index, exact, probes), 3), round(pre, 1), round(infer, 1),
-                     round(retrieval, 2), round(pre + infer + retrieval, 1)])
-        print(rows[-1], f"(index built in {build_s:.0f} s)", flush=True)
-        del index, exact
+        with tempfile.TemporaryDirectory() as tmp:
+            c = catalogue_row(n, d, p, rng, Path(tmp) / "index", args.structure, len(q), starts, args.repeats)
+        rows.append([f"this machine, {n:,} tracks", c["catalogue"], c["index"], c["memory MB"], c["disk MB"],
+                     c["recall@10"], round(pre, 1), round(infer, 1), c["retrieval"],
+                     round(pre + infer + c["retrieval"], 1)])
+        print(rows[-1], flush=True)
     print(f"\nTable III: the paper's row and this machine's (multirate CQT, paper-size encoder with "
           f"frame_pool 3 on ONNX Runtime, index.kind auto; minimum of {args.repeats}), ms per "
           f"{QUERY_S:.0f} s query:\n")
-    print(table(["", "catalogue", "index", "memory MB", "recall@10", "decode + CQT", "inference",
+    print(table(["", "catalogue", "index", "memory MB", "disk MB", "recall@10", "decode + CQT", "inference",
                  "retrieval", "total"], rows))
 
 

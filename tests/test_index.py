@@ -1,5 +1,6 @@
 """The catalogue index and identification (coverhunter/retrieval/index.py, search.py), on
 synthetic chunk vectors with known answers."""
+import faiss
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,8 +20,9 @@ D, CHUNK, HOP = 16, 45.0, 15.0
 META = {"model_sha1": "m", "features_hash": "f", "chunk_s": CHUNK, "hop_s": HOP, "model_version": None}
 
 
-def spec(kind="flat"):
-    return IndexSpec(kind, nlist=4, nprobe=4, hnsw_m=16, ef_search=64, auto_flat_below=1000)
+def spec(kind="flat", codec="float"):
+    return IndexSpec(kind, nlist=4, nprobe=4, hnsw_m=16, ef_search=64, auto_flat_below=1000,
+                     codec=codec, refine=20)
 
 
 def unit(x):
@@ -38,8 +40,8 @@ def catalogue(n_rec=12, n_chunks=5, seed=0):
     return vecs, starts, ids, works, durations
 
 
-def build(vecs, starts, ids, works, durations, kind="flat"):
-    return ChunkIndex.from_recordings(vecs, starts, CHUNK, ids, works, durations, spec(kind), META)
+def build(vecs, starts, ids, works, durations, kind="flat", codec="float"):
+    return ChunkIndex.from_recordings(vecs, starts, CHUNK, ids, works, durations, spec(kind, codec), META)
 
 
 def test_flat_search_is_exact_inner_product():
@@ -102,15 +104,41 @@ def test_saved_index_loads_and_searches_the_same(tmp_path):
         ChunkIndex.load(tmp_path / "none")
 
 
+@pytest.mark.parametrize("codec", ["float", "sq8"])
 @pytest.mark.parametrize("kind", ["ivf", "hnsw"])
-def test_approximate_kinds_find_near_copies(kind):
+def test_approximate_kinds_find_near_copies(kind, codec):
     vecs, starts, ids, works, durations = catalogue(n_rec=200, n_chunks=4)
-    index = build(vecs, starts, ids, works, durations, kind)
+    index = build(vecs, starts, ids, works, durations, kind, codec)
     assert index.kind == kind
     rng = np.random.default_rng(4)
     q = unit(np.concatenate(vecs)[::37] + 0.05 * rng.normal(size=(22, D)))
     _, rows = index.search(q, 1)
     assert np.mean(rows[:, 0] == np.arange(0, 800, 37)) >= 0.9
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_8_bit_codes_return_exact_similarities_of_the_float_vectors(kind, tmp_path):
+    """sq8 holds a quarter of the bytes in faiss, yet every returned similarity is the float
+    vectors' own inner product, best first, and the top 10 are exact search's; saved, the
+    structure is read back (not rebuilt) and the float vectors are memory-mapped."""
+    vecs, starts, ids, works, durations = catalogue(n_rec=300, n_chunks=4)
+    small = build(vecs, starts, ids, works, durations, kind, "sq8")
+    large = build(vecs, starts, ids, works, durations, kind, "float")
+    exact = build(vecs, starts, ids, works, durations)
+    saved = len(faiss.serialize_index(large.faiss)) - len(faiss.serialize_index(small.faiss))
+    assert saved >= 0.7 * small.vectors.nbytes          # 1 byte per dimension instead of 4
+    q = unit(np.concatenate(vecs)[::29] + 0.3 * np.random.default_rng(5).normal(size=(42, D)))
+    sims, rows = small.search(q, 10)
+    np.testing.assert_allclose(sims, np.einsum("md,mkd->mk", q, small.vectors[rows]), atol=1e-6)
+    assert np.all(np.diff(sims, axis=1) <= 0)
+    _, want = exact.search(q, 10)
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, want)]) >= 0.99
+    small.save(tmp_path / "ix")
+    assert (tmp_path / "ix" / "faiss.index").is_file()
+    back = ChunkIndex.load(tmp_path / "ix")
+    assert isinstance(back.vectors, np.memmap) or isinstance(back.vectors.base, np.memmap)
+    for got, sent in zip(back.search(q, 10), (sims, rows)):
+        np.testing.assert_array_equal(got, sent)
 
 
 def test_a_query_set_up_unlike_the_index_is_refused():

@@ -22,6 +22,22 @@ def strided_lengths(lengths: torch.Tensor) -> torch.Tensor:
     return (lengths + 1) // 2
 
 
+def batch_moments(x: torch.Tensor, weight: torch.Tensor, dims: tuple[int, ...], running_mean: torch.Tensor,
+                  running_var: torch.Tensor, momentum: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """BatchNorm's training statistics of ``x`` over ``dims``, rows weighted 0/1 by ``weight``
+    (broadcast against ``x``), summed over every process's batch in data-parallel training
+    (:func:`~coverhunter.distributed.all_sum`). Returns the mean and the biased variance
+    ``(C,)``; the running estimates move toward them (the variance unbiased) by ``momentum``."""
+    sums = all_sum(torch.cat([(x * weight).sum(dims), weight.sum()[None]]))   # (C + 1,)
+    n = sums[-1].clamp_min(2.0)
+    mean = sums[:-1] / n                                                     # (C,)
+    var = all_sum(((x - mean) ** 2 * weight).sum(dims)) / n                  # (C,)
+    with torch.no_grad():
+        running_mean.lerp_(mean, momentum)
+        running_var.lerp_(var * n / (n - 1), momentum)
+    return mean, var
+
+
 class MaskedBatchNorm(nn.Module):
     """BatchNorm over the last axis of ``(batch, time, channels)``, statistics over valid
     frames only (of every process's batch in data-parallel training: coverhunter.distributed);
@@ -39,14 +55,8 @@ class MaskedBatchNorm(nn.Module):
         # x: (B, T, C); mask: (B, T)
         x32 = x.float()
         if self.training:
-            w = mask[..., None].float()                              # (B, T, 1)
-            sums = all_sum(torch.cat([(x32 * w).sum((0, 1)), w.sum()[None]]))   # (C + 1,)
-            n = sums[-1].clamp_min(2.0)
-            mean = sums[:-1] / n                                     # (C,)
-            var = all_sum(((x32 - mean) ** 2 * w).sum((0, 1))) / n   # (C,) biased
-            with torch.no_grad():
-                self.running_mean.lerp_(mean, self.momentum)
-                self.running_var.lerp_(var * n / (n - 1), self.momentum)
+            mean, var = batch_moments(x32, mask[..., None].float(), (0, 1), self.running_mean,
+                                      self.running_var, self.momentum)
         else:
             mean, var = self.running_mean, self.running_var
         y = (x32 - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias

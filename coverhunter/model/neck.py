@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from coverhunter import distributed
+from coverhunter.model.masking import batch_moments
 
 
 class BNNeck(nn.Module):
@@ -33,13 +34,8 @@ class BNNeck(nn.Module):
             return self.norm(x)
         # data-parallel training: the statistics of every process's batch, as BatchNorm1d's
         bn = self.norm
-        sums = distributed.all_sum(torch.cat([x.sum(0), x.new_full((1,), len(x))]))
-        n = sums[-1]
-        mean = sums[:-1] / n
-        var = distributed.all_sum(((x - mean) ** 2).sum(0)) / n          # biased
+        mean, var = batch_moments(x, x.new_ones(len(x), 1), (0,), bn.running_mean, bn.running_var, bn.momentum)
         with torch.no_grad():
-            bn.running_mean.lerp_(mean, bn.momentum)
-            bn.running_var.lerp_(var * n / (n - 1), bn.momentum)
             bn.num_batches_tracked += 1
         return (x - mean) * torch.rsqrt(var + bn.eps) * bn.weight + bn.bias
 

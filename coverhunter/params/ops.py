@@ -20,6 +20,8 @@ class IndexParams:
     hnsw_m: Count              # hnsw links per node
     ef_search: Count           # hnsw search width
     auto_flat_below: Count     # auto: flat below this many vectors, hnsw above
+    codec: str                 # ivf, hnsw: float | sq8 (8-bit codes, candidates re-scored exactly)
+    refine: Count              # sq8: candidates per query chunk re-scored with the float vectors
     k: Count                   # nearest catalogue chunks fetched per query chunk
     shortlist: Count           # recordings re-ranked exactly
     top: Count                 # works reported per query
@@ -29,6 +31,8 @@ class IndexParams:
     def __post_init__(self) -> None:
         if self.kind not in ("flat", "ivf", "hnsw", "auto"):
             raise ValueError(f"params: index.kind must be flat, ivf, hnsw or auto, got {self.kind!r}")
+        if self.codec not in ("float", "sq8"):
+            raise ValueError(f"params: index.codec must be float or sq8, got {self.codec!r}")
 
 
 @dataclass

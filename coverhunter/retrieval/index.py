@@ -3,9 +3,13 @@ its recording, its work and where its chunk starts and ends.
 
 The vectors are L2-normalised, so an inner-product index ranks by cosine similarity.
 ``kind``: ``flat`` (exact), ``ivf`` (inverted lists: ``nlist`` cells, ``nprobe`` searched)
-or ``hnsw`` (a graph with ``hnsw_m`` links, ``ef_search`` wide). The vectors themselves are
-kept beside the faiss structure (``vectors.npy``), so the exact re-ranking needs no second
-store and adding or removing recordings never embeds the catalogue again.
+or ``hnsw`` (a graph with ``hnsw_m`` links, ``ef_search`` wide). ``codec`` (ivf, hnsw):
+``float`` holds the vectors in faiss as they are; ``sq8`` holds 8 bits per dimension (4×
+less memory), and each query's ``refine`` best candidates are re-scored with the float
+vectors, so the similarities returned are exact. The float vectors are kept beside the
+faiss structure (``vectors.npy``, memory-mapped when loaded: only the rows a query reads
+come into memory), so the exact re-ranking needs no second store and adding or removing
+recordings never embeds the catalogue again.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import pandas as pd
 from coverhunter.atomic import replacing
 
 TAG_COLUMNS = ["recording_id", "work_id", "start_s", "end_s"]
-VECTORS, TAGS, META = "vectors.npy", "tags.parquet", "index.json"
+VECTORS, TAGS, META, FAISS = "vectors.npy", "tags.parquet", "index.json", "faiss.index"
 IDENTITY = ("model_sha1", "features_hash", "chunk_s", "hop_s")   # what makes two vectors comparable
 
 
@@ -34,38 +38,55 @@ class IndexSpec:
     hnsw_m: int          # hnsw: links per node
     ef_search: int       # hnsw: candidates kept while searching
     auto_flat_below: int  # auto: flat below this many vectors, else hnsw
+    codec: str = "float"  # ivf, hnsw: float | sq8 (8-bit codes, then exact re-scoring)
+    refine: int = 0       # sq8: candidates per query re-scored exactly (at least the k asked)
 
     @classmethod
     def from_params(cls, i) -> IndexSpec:
         """From the ``index:`` section (:class:`~coverhunter.params.IndexParams`)."""
-        return cls(i.kind, i.nlist, i.nprobe, i.hnsw_m, i.ef_search, i.auto_flat_below)
+        return cls(i.kind, i.nlist, i.nprobe, i.hnsw_m, i.ef_search, i.auto_flat_below, i.codec, i.refine)
 
     def resolved(self, n: int) -> str:
         if self.kind != "auto":
             return self.kind
         return "flat" if n < self.auto_flat_below else "hnsw"
 
+    def compressed(self, n: int) -> bool:
+        """Whether faiss holds 8-bit codes (then search re-scores its candidates exactly)."""
+        return self.codec == "sq8" and self.resolved(n) != "flat"
+
 
 def _faiss_index(vectors: np.ndarray, spec: IndexSpec) -> faiss.Index:
-    """The search structure over ``vectors`` ``(n, d)``."""
+    """The search structure over ``vectors`` ``(n, d)``, on the CPU."""
     n, d = vectors.shape
     kind = spec.resolved(n)
+    if spec.codec not in ("float", "sq8"):
+        raise ValueError(f"index.codec must be float or sq8, got {spec.codec!r}")
+    sq8, ip = spec.compressed(n), faiss.METRIC_INNER_PRODUCT
     if kind == "flat":
         index = faiss.IndexFlatIP(d)
     elif kind == "ivf":
         nlist = max(1, min(spec.nlist, n // 39))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        index = (faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(d), d, nlist, faiss.ScalarQuantizer.QT_8bit, ip)
+                 if sq8 else faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, ip))
         index.train(vectors)
         index.nprobe = min(spec.nprobe, nlist)
     elif kind == "hnsw":
-        index = faiss.IndexHNSWFlat(d, spec.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index = (faiss.IndexHNSWSQ(d, faiss.ScalarQuantizer.QT_8bit, spec.hnsw_m, ip) if sq8
+                 else faiss.IndexHNSWFlat(d, spec.hnsw_m, ip))
+        if sq8:
+            index.train(vectors)                         # the per-dimension ranges of the codes
         index.hnsw.efSearch = spec.ef_search
     else:
         raise ValueError(f"index.kind must be flat, ivf, hnsw or auto, got {spec.kind!r}")
-    if kind != "hnsw" and faiss.get_num_gpus() > 0:    # faiss-gpu installed: flat and IVF on the GPU(s)
-        index = faiss.index_cpu_to_all_gpus(index)       # (written, not yet run on a GPU here)
     if n:
         index.add(vectors)
+    return index
+
+
+def _on_device(index: faiss.Index, kind: str) -> faiss.Index:
+    if kind != "hnsw" and faiss.get_num_gpus() > 0:    # faiss-gpu installed: flat and IVF on the GPU(s)
+        return faiss.index_cpu_to_all_gpus(index)        # (written, not yet run on a GPU here)
     return index
 
 
@@ -73,16 +94,23 @@ class ChunkIndex:
     """Chunk vectors ``(n, d)`` with tags (one row each: ``TAG_COLUMNS``), searchable.
 
     ``meta`` records what the vectors were made with (model, features, chunking); a query
-    is embedded the same way or refused (:mod:`coverhunter.retrieval.search`)."""
+    is embedded the same way or refused (:mod:`coverhunter.retrieval.search`).
+    ``built``: a faiss structure already made over these vectors (a saved index's)."""
 
-    def __init__(self, vectors: np.ndarray, tags: pd.DataFrame, spec: IndexSpec, meta: dict):
+    def __init__(self, vectors: np.ndarray, tags: pd.DataFrame, spec: IndexSpec, meta: dict,
+                 built: faiss.Index | None = None):
         if len(vectors) != len(tags):
             raise ValueError(f"{len(vectors)} vectors but {len(tags)} tags")
-        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)   # a memory map stays one
         self.tags = tags.reset_index(drop=True)[TAG_COLUMNS]
         self.spec, self.meta = spec, dict(meta)
-        self.faiss = _faiss_index(self.vectors, spec)
+        self.faiss = _on_device(built if built is not None else _faiss_index(self.vectors, spec), self.kind)
         self._rows = self.tags.groupby("recording_id", sort=False).indices   # recording -> rows
+        # the tags as arrays, for ranking without pandas: row -> recording number (first-seen order)
+        self.recording_of, self.recording_names = pd.factorize(self.tags["recording_id"])
+        self.rows_by_number = [self._rows[r] for r in self.recording_names]
+        self.work_of_row = self.tags["work_id"].to_numpy()
+        self.span_of_row = self.tags[["start_s", "end_s"]].to_numpy(np.float64)   # (n, 2) seconds
 
     @classmethod
     def from_recordings(cls, chunks: Sequence[np.ndarray], starts_s: Sequence[np.ndarray],
@@ -109,9 +137,17 @@ class ChunkIndex:
         """The ``k`` most similar chunk vectors of each query ``(m, d)``: similarities and
         rows, each ``(m, k)`` (row -1 where fewer than ``k`` exist)."""
         k = min(k, len(self))
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
         if k == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        return self.faiss.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        if not self.spec.compressed(len(self)):
+            return self.faiss.search(queries, k)
+        _, rows = self.faiss.search(queries, min(max(k, self.spec.refine), len(self)))   # (m, c)
+        sims = np.einsum("md,mcd->mc", queries, self.vectors[np.maximum(rows, 0)])   # exact
+        sims = np.where(rows >= 0, sims, -np.inf)
+        order = np.lexsort((rows, -sims), axis=1)[:, :k]                 # best first, then lower row
+        sims, rows = np.take_along_axis(sims, order, 1), np.take_along_axis(rows, order, 1)
+        return np.where(rows >= 0, sims, -np.inf).astype(np.float32), rows
 
     def add(self, other: ChunkIndex) -> ChunkIndex:
         """This index with ``other``'s recordings added (replacing any with the same id)."""
@@ -130,15 +166,19 @@ class ChunkIndex:
         return ChunkIndex(self.vectors[keep], self.tags[keep], self.spec, self.meta)
 
     def save(self, folder: str | Path) -> Path:
-        """Write ``vectors.npy``, ``tags.parquet`` and ``index.json`` (spec and meta), swapped
-        in together (a killed save leaves the previous index whole); the faiss structure is
-        rebuilt on load (cheap next to embedding)."""
+        """Write ``vectors.npy``, ``tags.parquet`` and ``index.json`` (spec and meta), and for
+        ivf and hnsw the faiss structure (``faiss.index``: a graph over millions of vectors
+        takes many minutes to build), swapped in together (a killed save leaves the previous
+        index whole); a flat structure is rebuilt on load (a copy of the vectors)."""
         folder = Path(folder)
         doc = {"spec": asdict(self.spec), "meta": self.meta, "kind": self.kind,
                "n_vectors": len(self), "n_recordings": len(self._rows)}
         with replacing(folder) as (new,):
             np.save(new / VECTORS, self.vectors)
             self.tags.to_parquet(new / TAGS, index=False)
+            if self.kind != "flat":
+                on_gpu = self.kind != "hnsw" and faiss.get_num_gpus() > 0
+                faiss.write_index(faiss.index_gpu_to_cpu(self.faiss) if on_gpu else self.faiss, str(new / FAISS))
             (new / META).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
         return folder
 
@@ -150,8 +190,11 @@ class ChunkIndex:
             raise FileNotFoundError(f"{folder} is not a chunk index (missing {', '.join(missing)}): "
                                     "build one with `coverhunter index build`")
         doc = json.loads((folder / META).read_text())
-        return cls(np.load(folder / VECTORS), pd.read_parquet(folder / TAGS),
-                   IndexSpec(**doc["spec"]), doc["meta"])
+        built = faiss.read_index(str(folder / FAISS)) if (folder / FAISS).is_file() else None
+        if built is not None and built.ntotal != doc["n_vectors"]:
+            built = None                                   # not this index's: rebuilt from the vectors
+        return cls(np.load(folder / VECTORS, mmap_mode="r"), pd.read_parquet(folder / TAGS),
+                   IndexSpec(**doc["spec"]), doc["meta"], built)
 
 
 def _stack(chunks, starts_s, chunk_s, recording_ids, work_ids, durations_s) -> tuple[np.ndarray, pd.DataFrame]:

@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from coverhunter.digest import file_sha1
@@ -90,26 +89,34 @@ def rank(index: ChunkIndex, q_vectors: np.ndarray, q_starts: np.ndarray, q_durat
     """Works for query chunk vectors ``(m, d)`` starting at ``q_starts`` (s), best first."""
     sims, rows = index.search(q_vectors, k)                        # (m, k) each
     found = rows >= 0
-    recordings = index.tags["recording_id"].to_numpy()[rows[found]]
-    approx = pd.Series(sims[found]).groupby(recordings, sort=False).max()   # best fetched chunk
+    fetched, fetched_sims = index.recording_of[rows[found]], sims[found]
+    by_sim = np.argsort(-fetched_sims, kind="stable")
+    # recordings by their best fetched chunk (ties: the earlier fetched), the first `shortlist`
+    numbers, first = np.unique(fetched[by_sim], return_index=True)
+    short = numbers[np.argsort(first, kind="stable")][:shortlist]
+    if not len(short):
+        return []
+    refs = [index.rows_by_number[r] for r in short]
+    bounds = np.cumsum([0, *map(len, refs)])
+    sim = q_vectors @ index.vectors[np.concatenate(refs)].T            # exact (m, Σ n_ref), one product
+    scores = np.maximum.reduceat(sim.max(axis=0), bounds[:-1])          # closest chunk pair per recording
+    names = index.recording_names[short]
+    best: dict[str, int] = {}                                          # work -> its best recording
+    for r in sorted(range(len(short)), key=lambda r: (-scores[r], names[r])):
+        best.setdefault(index.work_of_row[refs[r][0]], r)
     chunk_s = index.meta["chunk_s"]
-    scored = []
-    for rec in approx.sort_values(ascending=False, kind="stable").index[:shortlist]:
-        ref = index.rows_of(rec)
-        sim = q_vectors @ index.vectors[ref].T                      # exact (m, n_ref)
-        i, j = np.unravel_index(int(np.argmax(sim)), sim.shape)
-        score = float(sim[i, j])
+    matches = []
+    for work, r in list(best.items())[:top]:
+        ref, block = refs[r], sim[:, bounds[r]:bounds[r + 1]]
+        i, j = np.unravel_index(int(np.argmax(block)), block.shape)
+        score = float(block[i, j])
         floor = threshold if threshold is not None and score >= threshold else score
-        i0, i1, j0, j1 = _diagonal(sim, i, j, floor)
-        tags = index.tags.iloc[ref]
-        ref_s = (float(tags["start_s"].iloc[j0]), float(tags["end_s"].iloc[j1]))
+        i0, i1, j0, j1 = _diagonal(block, i, j, floor)
+        ref_s = (float(index.span_of_row[ref[j0], 0]), float(index.span_of_row[ref[j1], 1]))
         q_s = (float(q_starts[i0]), float(min(q_starts[i1] + chunk_s, q_duration)))
         decision = COVER if threshold is not None and score >= threshold else NO_MATCH
-        scored.append(Match(str(tags["work_id"].iloc[0]), rec, score, decision, q_s, ref_s))
-    best: dict[str, Match] = {}
-    for m in sorted(scored, key=lambda m: (-m.score, m.recording_id)):
-        best.setdefault(m.work_id, m)
-    return list(best.values())[:top]
+        matches.append(Match(str(work), str(names[r]), score, decision, q_s, ref_s))
+    return matches
 
 
 class Searcher:
