@@ -1,10 +1,13 @@
 """The catalogue index and identification (coverhunter/retrieval/index.py, search.py), on
 synthetic chunk vectors with known answers."""
+import dataclasses
+
 import faiss
 import numpy as np
 import pandas as pd
 import pytest
 
+from coverhunter.retrieval import index as index_module
 from coverhunter.retrieval.index import ChunkIndex, IndexSpec
 from coverhunter.retrieval.search import (
     COVER,
@@ -117,7 +120,7 @@ def test_approximate_kinds_find_near_copies(kind, codec):
 
 
 @pytest.mark.parametrize("kind", ["ivf", "hnsw"])
-def test_8_bit_codes_return_exact_similarities_of_the_float_vectors(kind, tmp_path):
+def test_8_bit_codes_return_exact_similarities_of_the_float_vectors(kind, tmp_path, monkeypatch):
     """sq8 holds a quarter of the bytes in faiss, yet every returned similarity is the float
     vectors' own inner product, best first, and the top 10 are exact search's; saved, the
     structure is read back (not rebuilt) and the float vectors are memory-mapped."""
@@ -135,10 +138,18 @@ def test_8_bit_codes_return_exact_similarities_of_the_float_vectors(kind, tmp_pa
     assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, want)]) >= 0.99
     small.save(tmp_path / "ix")
     assert (tmp_path / "ix" / "faiss.index").is_file()
+    monkeypatch.setattr(index_module, "_faiss_index", lambda *a: pytest.fail("rebuilt on load"))
     back = ChunkIndex.load(tmp_path / "ix")
     assert isinstance(back.vectors, np.memmap) or isinstance(back.vectors.base, np.memmap)
     for got, sent in zip(back.search(q, 10), (sims, rows)):
         np.testing.assert_array_equal(got, sent)
+
+
+def test_an_unknown_codec_is_refused_naming_the_key():
+    vecs, starts, ids, works, durations = catalogue(n_rec=60, n_chunks=4)
+    with pytest.raises(ValueError, match="index.codec must be float or sq8, got 'pq'"):
+        ChunkIndex.from_recordings(vecs, starts, CHUNK, ids, works, durations,
+                                   dataclasses.replace(spec("hnsw"), codec="pq"), META)
 
 
 def test_a_query_set_up_unlike_the_index_is_refused():
