@@ -72,7 +72,7 @@ def query_file(folder: Path) -> Path:
 def gallery(n_tracks: int, d: int, p, rng: np.random.Generator, folder: Path, structure: str
             ) -> tuple[ChunkIndex, ChunkIndex, float, SyntheticWorks]:
     """The params' index over ``n_tracks`` synthetic tracks (saved to ``folder`` and loaded
-    back), an exact one beside it, the build time (s) and the works' directions."""
+    back), an exact one beside it, the build time (s) and the synthetic works."""
     x, works = vectors(n_tracks * CHUNKS_PER_TRACK, d, rng, structure)
     track = np.arange(len(x)) // CHUNKS_PER_TRACK
     tags = pd.DataFrame({"recording_id": track.astype(str), "work_id": (track // 4).astype(str),
@@ -100,12 +100,13 @@ def catalogue_rows(n: int, d: int, p, rng: np.random.Generator, folder: Path, st
     # untrained network's own vectors sit far from every work)
     queries = works.chunks(np.full(n_chunks, rng.integers(0, works.n)))
     probes = works.chunks(rng.integers(0, works.n, 200))
+    codes = " over 8-bit codes, re-scored" if index.spec.compressed(len(index)) else ""
     rows = []
     for ef in (ef_searches or [p.index.ef_search]) if index.kind == "hnsw" else [None]:
-        kind = index.kind
+        kind = index.kind + codes
         if ef is not None:
             faiss.downcast_index(index.faiss).hnsw.efSearch = ef
-            kind += f" ef_search {ef}" + (" over 8-bit codes, re-scored" if index.spec.compressed(len(index)) else "")
+            kind = f"{index.kind} ef_search {ef}{codes}"
         times: dict[str, list[float]] = {}
         for _ in range(repeats + 1):
             timed(lambda: rank(index, queries, starts, QUERY_S, p.index.k, p.index.shortlist, None, p.index.top),

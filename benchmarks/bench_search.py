@@ -60,7 +60,8 @@ class SyntheticWorks:
             if st["between"].shape[0] != d:
                 raise ValueError(f"{STATS} holds {st['between'].shape[0]}-d statistics, not {d}-d")
             self.centres = rng.multivariate_normal(st["mean"], st["between"], n_works, method="eigh")
-            self.within = np.linalg.cholesky(st["within"] + 1e-6 * np.eye(d))
+            # chunk deviation = N(0, I) @ L.T, with L L.T the within-work covariance
+            self.within_t = np.linalg.cholesky(st["within"] + 1e-6 * np.eye(d)).T.astype(np.float32)
         else:
             raise ValueError(f"structure must be one of {STRUCTURES}, got {structure!r}")
         self.centres = self.centres.astype(np.float32)
@@ -72,7 +73,7 @@ class SyntheticWorks:
         if self.structure == "isotropic":
             x = self.centres[works] + NOISE * noise / np.sqrt(d)
         else:
-            x = self.centres[works] + noise @ self.within.T.astype(np.float32)
+            x = self.centres[works] + noise @ self.within_t
         return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 

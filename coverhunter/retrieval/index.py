@@ -84,10 +84,13 @@ def _faiss_index(vectors: np.ndarray, spec: IndexSpec) -> faiss.Index:
     return index
 
 
+def _on_gpu(kind: str) -> bool:
+    """faiss-gpu installed: flat and IVF run on the GPU(s) (written, not yet run on a GPU here)."""
+    return kind != "hnsw" and faiss.get_num_gpus() > 0
+
+
 def _on_device(index: faiss.Index, kind: str) -> faiss.Index:
-    if kind != "hnsw" and faiss.get_num_gpus() > 0:    # faiss-gpu installed: flat and IVF on the GPU(s)
-        return faiss.index_cpu_to_all_gpus(index)        # (written, not yet run on a GPU here)
-    return index
+    return faiss.index_cpu_to_all_gpus(index) if _on_gpu(kind) else index
 
 
 class ChunkIndex:
@@ -105,10 +108,12 @@ class ChunkIndex:
         self.tags = tags.reset_index(drop=True)[TAG_COLUMNS]
         self.spec, self.meta = spec, dict(meta)
         self.faiss = _on_device(built if built is not None else _faiss_index(self.vectors, spec), self.kind)
-        self._rows = self.tags.groupby("recording_id", sort=False).indices   # recording -> rows
-        # the tags as arrays, for ranking without pandas: row -> recording number (first-seen order)
+        # the tags as arrays, for ranking without pandas: row -> recording number (first-seen
+        # order), and each recording's rows, ascending
         self.recording_of, self.recording_names = pd.factorize(self.tags["recording_id"])
-        self.rows_by_number = [self._rows[r] for r in self.recording_names]
+        by_recording = np.argsort(self.recording_of, kind="stable")
+        self.rows_by_number = np.split(by_recording, np.cumsum(np.bincount(self.recording_of))[:-1])
+        self._rows = dict(zip(self.recording_names, self.rows_by_number))       # recording -> rows
         self.work_of_row = self.tags["work_id"].to_numpy()
         self.span_of_row = self.tags[["start_s", "end_s"]].to_numpy(np.float64)   # (n, 2) seconds
 
@@ -146,8 +151,7 @@ class ChunkIndex:
         sims = np.einsum("md,mcd->mc", queries, self.vectors[np.maximum(rows, 0)])   # exact
         sims = np.where(rows >= 0, sims, -np.inf)
         order = np.lexsort((rows, -sims), axis=1)[:, :k]                 # best first, then lower row
-        sims, rows = np.take_along_axis(sims, order, 1), np.take_along_axis(rows, order, 1)
-        return np.where(rows >= 0, sims, -np.inf).astype(np.float32), rows
+        return np.take_along_axis(sims, order, 1).astype(np.float32), np.take_along_axis(rows, order, 1)
 
     def add(self, other: ChunkIndex) -> ChunkIndex:
         """This index with ``other``'s recordings added (replacing any with the same id)."""
@@ -177,8 +181,8 @@ class ChunkIndex:
             np.save(new / VECTORS, self.vectors)
             self.tags.to_parquet(new / TAGS, index=False)
             if self.kind != "flat":
-                on_gpu = self.kind != "hnsw" and faiss.get_num_gpus() > 0
-                faiss.write_index(faiss.index_gpu_to_cpu(self.faiss) if on_gpu else self.faiss, str(new / FAISS))
+                on_cpu = faiss.index_gpu_to_cpu(self.faiss) if _on_gpu(self.kind) else self.faiss
+                faiss.write_index(on_cpu, str(new / FAISS))
             (new / META).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
         return folder
 
