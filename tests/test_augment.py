@@ -168,6 +168,8 @@ def test_augment_params_are_validated(params):
                      (dict(mask_prob=1.5), "augment.mask_prob"),
                      (dict(noise_folder_share=0.9), "augment.noise_\\*_share"),
                      (dict(speed_rate=[0.0, 1.2]), "augment.speed_rate"),
+                     (dict(tempo_rate=[0.0, 1.2]), "augment.tempo_rate"),
+                     (dict(tempo_prob=2.0), "augment.tempo_prob"),
                      (dict(time_masks=-1), "augment.time_masks"),
                      (dict(mask_fill="zero"), "augment.mask_fill")]:
         with pytest.raises(ValueError, match=key):

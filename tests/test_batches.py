@@ -20,7 +20,8 @@ from coverhunter.training.sampler import PKSampler
 
 SR = 16_000
 A4, E5 = 440.0, 659.255           # 12 semitones apart would be an octave; these are 7 apart
-OFF = dict(speed_prob=0.0, noise_prob=0.0, volume_prob=0.0, pitch_roll_prob=0.0, mask_prob=0.0)
+OFF = dict(speed_prob=0.0, noise_prob=0.0, volume_prob=0.0, pitch_roll_prob=0.0, tempo_prob=0.0,
+           mask_prob=0.0)
 
 
 def _bin(params, hz: float) -> int:
@@ -114,10 +115,42 @@ def test_speed_change_keeps_pitch_and_moves_the_change(params, recording):
     assert (peaks[108:140] == e5).all()
 
 
+def test_tempo_change_in_the_cqt_moves_the_change_like_the_audio_speed_change(params, recording):
+    """The CQT-domain tempo trick at ×2: the same 6 s chunk is every second stored frame of
+    0–12 s (exact at whole positions), so the change at 8 s lands at 4 s, as with audio."""
+    path, audio = recording
+    maker, ds = _maker(params, path, audio, tempo_prob=1.0, tempo_rate=[2.0, 2.0])
+    batch = maker(np.array([0]), step=0)
+    stored = ds.features[0]
+    assert batch.audio_items == 0 and batch.lengths[0] == 150
+    np.testing.assert_allclose(batch.x[0, :150].numpy(), stored[0:300:2], atol=1e-6)
+    peaks = batch.x[0, :150].numpy().argmax(1)
+    assert (peaks[10:92] == _bin(params, A4)).all()
+    assert (peaks[108:140] == _bin(params, E5)).all()
+
+
+def test_tempo_change_slower_interpolates_and_ends_with_the_recording(params, recording):
+    """×0.5: 3 s of frames played over 6 s, odd frames the mean of their neighbours; a chunk
+    whose stretch would pass the recording's end is cut where the frames end."""
+    path, audio = recording
+    maker, ds = _maker(params, path, audio, tempo_prob=1.0, tempo_rate=[0.5, 0.5])
+    stored = ds.features[0]
+    first = maker(np.array([0]), step=0).x[0].numpy()                      # (150, bins)
+    np.testing.assert_allclose(first[0::2], stored[0:75], atol=1e-6)
+    np.testing.assert_allclose(first[1:-1:2], (stored[0:74] + stored[1:75]) / 2, atol=1e-5)
+    fast = dataclasses.replace(maker.features.p, tempo_rate=(2.0, 2.0))
+    maker.features.p = fast
+    last = len(ds) - 1                                                    # starts 6 s before the end
+    batch = maker(np.array([last]), step=0)
+    assert batch.lengths[0] == (len(stored) - ds.start[last] + 1) // 2   # the rest at ×2
+    np.testing.assert_allclose(batch.x[0, :int(batch.lengths[0])].numpy(),
+                               stored[ds.start[last]::2], atol=1e-6)
+
+
 def test_batches_are_reproducible_per_step(params, recording):
     path, audio = recording
     maker, _ = _maker(params, path, audio, speed_prob=0.2, noise_prob=0.2, volume_prob=0.2,
-                      pitch_roll_prob=1.0, mask_prob=0.5, seed=7)
+                      pitch_roll_prob=1.0, tempo_prob=0.5, mask_prob=0.5, seed=7)
     specs = np.array([0, 1, 2, 3, 4, 0, 1, 2])
     first, again, other = maker(specs, 3), maker(specs, 3), maker(specs, 4)
     torch.testing.assert_close(first.x, again.x, rtol=0, atol=0)

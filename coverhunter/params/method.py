@@ -185,7 +185,7 @@ class FineParams:
 
 @dataclass
 class AugmentParams:
-    """On-the-fly training tricks [III-B]: audio (speed, noise, volume) and CQT (roll, masks)."""
+    """On-the-fly training tricks [III-B]: audio (speed, noise, volume) and CQT (roll, tempo, masks)."""
     speed_prob: float
     speed_rate: tuple[float, float]
     noise_prob: float
@@ -198,6 +198,8 @@ class AugmentParams:
     volume_prob: float
     volume_db: tuple[float, float]
     pitch_roll_prob: float
+    tempo_prob: float
+    tempo_rate: tuple[float, float]
     mask_prob: float
     time_masks: int
     time_mask_max_frames: int
@@ -207,13 +209,13 @@ class AugmentParams:
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("speed_rate", "snr_db", "noise_exponent", "volume_db"):
+        for name in ("speed_rate", "snr_db", "noise_exponent", "volume_db", "tempo_rate"):
             value = getattr(self, name)
             if not isinstance(value, (list, tuple)) or len(value) != 2 or value[0] > value[1]:
                 problems.append(f"augment.{name} must be [low, high] with low <= high, got {value}")
             else:
                 object.__setattr__(self, name, (float(value[0]), float(value[1])))
-        for name in ("speed_prob", "noise_prob", "volume_prob", "pitch_roll_prob", "mask_prob",
+        for name in ("speed_prob", "noise_prob", "volume_prob", "pitch_roll_prob", "tempo_prob", "mask_prob",
                      "noise_coloured_share", "noise_folder_share", "noise_other_work_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"augment.{name} must be in [0, 1], got {getattr(self, name)}")
@@ -222,6 +224,8 @@ class AugmentParams:
             problems.append(f"augment.noise_*_share must sum to 1, got {sum(shares)}")
         if not problems and self.speed_rate[0] <= 0:
             problems.append(f"augment.speed_rate must be > 0, got {self.speed_rate}")
+        if not problems and self.tempo_rate[0] <= 0:
+            problems.append(f"augment.tempo_rate must be > 0, got {self.tempo_rate}")
         for name in ("time_masks", "time_mask_max_frames", "freq_masks", "freq_mask_max_bins"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

@@ -1,22 +1,43 @@
-"""On-the-fly feature augmentation [III-B, "pitch" and "mask"]: CQT roll and SpecAugment masks.
+"""On-the-fly feature augmentation [III-B, "pitch", "speed" and "mask"]: CQT roll, tempo
+change and SpecAugment masks.
 
 A cover is often in another key; in a CQT a key change of k semitones is a shift of k bins
 (12 per octave). Rolling training chunks (each with probability ``pitch_roll_prob``) by a
 random number of bins teaches the model that a transposed melody is the same work.
 Masking random rectangles of the spectrum (whole
 frames, whole bins; SpecAugment, the paper's [21]) teaches it not to rely on any one
-moment or register. Features are ``(B, T, bins)`` with valid lengths ``(B,)`` in frames;
+moment or register. A tempo change with the pitch kept (the paper's speed trick) moves a
+CQT's frames in time only, so it is done on stored frames: a chunk ``rate`` times longer is
+resampled to the chunk's length (:func:`stretch_time`; the batch builder cuts it).
+Features are ``(B, T, bins)`` with valid lengths ``(B,)`` in frames;
 masks stay inside each item's valid frames, never in its padding. Random draws use
 torch's global generator (which the training checkpoint saves, so resumed runs stay
 exact) unless a ``torch.Generator`` is passed.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from coverhunter.params import AugmentParams
 
-__all__ = ["FeatureAugment", "apply_masks", "draw_masks", "random_pitch_roll", "roll_pitch"]
+__all__ = ["FeatureAugment", "apply_masks", "draw_masks", "random_pitch_roll", "roll_pitch",
+           "stretch_time"]
+
+
+def stretch_time(x: np.ndarray, rate: float, max_frames: int | None = None) -> np.ndarray:
+    """``x`` ``(T, bins)`` played ``rate`` times faster: ``(round(T / rate), bins)`` frames,
+    frame ``j`` linearly interpolated at source position ``j * rate`` (at most
+    ``max_frames`` frames)."""
+    n = max(1, int(round(len(x) / rate)))
+    if max_frames is not None:
+        n = min(n, max_frames)
+    pos = np.minimum(np.arange(n) * rate, len(x) - 1)                  # (n,) source frame
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, len(x) - 1)
+    w = (pos - lo).astype(np.float32)[:, None]
+    v = np.asarray(x, dtype=np.float32)
+    return (1 - w) * v[lo] + w * v[hi]
 
 
 def roll_pitch(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:

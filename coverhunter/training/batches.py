@@ -11,7 +11,10 @@ specs into model input:
    stretch, ``rate`` times longer before a speed change so that it plays as long as the
    stored chunk), transformed, and their CQT computed together in one padded batch on the
    training device (:class:`~coverhunter.features.cqt.CQTFrontEnd`);
-2. the padded batch gets the CQT-domain tricks (:class:`~coverhunter.training.augment.FeatureAugment`:
+2. a chunk drawn for a tempo change (``augment.tempo_prob``, no audio step) is cut ``rate``
+   times longer from its recording's stored frames and resampled in time to its length
+   (:func:`~coverhunter.training.augment.stretch_time`);
+3. the padded batch gets the other CQT-domain tricks (:class:`~coverhunter.training.augment.FeatureAugment`:
    pitch roll, SpecAugment masks that respect each chunk's length).
 
 Multi-length chunks (the fine model's 15–45 s) are zero-padded with lengths the model
@@ -36,7 +39,7 @@ import torch
 
 from coverhunter.features.audio import load_segment
 from coverhunter.features.cqt import CQTFrontEnd
-from coverhunter.training.augment import FeatureAugment
+from coverhunter.training.augment import FeatureAugment, stretch_time
 from coverhunter.training.augment_audio import AudioAugment
 from coverhunter.training.data import ChunkLocation, pad_batch
 
@@ -78,6 +81,9 @@ class OtherWorkAudio:
         return self.chunks.read(ChunkLocation(self.keys[i], start, frames, -1))
 
 
+TEMPO_STREAM = 1   # the tempo draws' own random stream beside the audio tricks' (seed, step)
+
+
 class Batch(NamedTuple):
     x: torch.Tensor          # (B, T, bins) log-CQT, zero-padded
     lengths: torch.Tensor    # (B,) valid frames
@@ -113,12 +119,28 @@ class BatchMaker:
     def __call__(self, specs: Sequence, step: int) -> Batch:
         items = [self.dataset[s] for s in specs]
         chunks = [c for c, _ in items]                                  # [(T_i, bins)]
+        if self.features is not None and self.features.p.tempo_prob > 0:
+            self._tempo(specs, chunks, step)
         audio_items = self._audio_tricks(specs, chunks, step) if self.audio is not None else 0
         x, lengths = pad_batch(chunks)                                  # (B, T, bins), (B,)
         if self.features is not None:
             gen = torch.Generator().manual_seed(step_seed(self.seed, step))
             x = self.features(x, lengths, gen)
         return Batch(x, lengths, torch.tensor([label for _, label in items]), audio_items)
+
+    def _tempo(self, specs: Sequence, chunks: list[np.ndarray], step: int) -> None:
+        """Replace, in place, each chunk drawn for a tempo change by its stretch of the
+        recording's frames played ``rate`` times faster (as long as the chunk where the
+        recording allows)."""
+        p = self.features.p
+        rng = np.random.default_rng([self.seed, step, TEMPO_STREAM])
+        drawn = rng.random(len(specs)) < p.tempo_prob                     # (B,)
+        rates = np.exp(rng.uniform(*np.log(p.tempo_rate), len(specs)))   # (B,) log-uniform
+        for row in np.flatnonzero(drawn):
+            loc = self.dataset.locate(specs[row])
+            frames = self.dataset.features[loc.recording]                # (T_rec, bins)
+            cut = frames[loc.start: loc.start + max(1, int(round(loc.frames * rates[row])))]
+            chunks[row] = stretch_time(cut, float(rates[row]), loc.frames)
 
     def _audio_tricks(self, specs: Sequence, chunks: list[np.ndarray], step: int) -> int:
         """Replace, in place, each chunk drawn for an audio step by the CQT of its
