@@ -162,6 +162,28 @@ def test_align_work_tables():
         assert reason == "no chunk pair above threshold 0.9 (best similarity 0.8000)"
 
 
+def test_min_votes_leaves_pairs_whose_offset_few_matches_hold_unaligned():
+    """At threshold 0.79: x-y match at δ = 1 three times, x-z and y-z once each
+    (z's first chunk against x's and y's chunk of eye[0]). With min_votes 2 only x-y keeps
+    its Δ; its three aligned pairs are those of the paper's rule."""
+    embeddings, starts = three_recordings()
+    table1, summary1 = align_work("w", ["x", "y", "z"], embeddings, starts, threshold=0.79)
+    assert summary1["aligned"].tolist() == [3, 1, 1]
+    table, summary = align_work("w", ["x", "y", "z"], embeddings, starts, threshold=0.79,
+                                min_votes=2)
+    assert summary["matches"].tolist() == [3, 1, 1]
+    assert summary["aligned"].tolist() == [3, 0, 0]
+    assert summary["delta"].iloc[0] == 1 and summary["delta"].iloc[1:].isna().all()
+    assert summary["reason"].iloc[1] == "no offset held by align.min_votes = 2 of its 1 matches"
+    assert table.values.tolist() == table1[table1["rec_b"] == "y"].values.tolist()
+    assert align_work("w", ["x", "y", "z"], embeddings, starts, 0.79, min_votes=4)[0].empty
+    # the paper's worked example: Δ = 2 holds 3 matches
+    p1, p2 = np.array([1, 1, 1, 2, 2, 3, 4, 4, 5, 5]), np.array([1, 2, 3, 4, 5, 4, 2, 6, 4, 5])
+    assert align_pairs(p1, p2, np.full(10, 0.95), 0.9, min_votes=3)[0] == 2
+    delta, pairs = align_pairs(p1, p2, np.full(10, 0.95), 0.9, min_votes=4)
+    assert delta is None and pairs.shape == (0, 2)
+
+
 def test_a_similarity_equal_to_the_threshold_is_not_a_match():
     embeddings, starts = three_recordings()   # z's first chunk · x's first chunk = 0.8 exactly
     _, summary = align_work("w", ["x", "y", "z"], embeddings, starts, threshold=0.8)

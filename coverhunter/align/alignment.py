@@ -5,7 +5,8 @@ The idea: embed every 15 s chunk (7.5 s hop) of each training recording with the
 model; for two versions of the same work, every chunk pair whose cosine similarity exceeds
 a threshold is a match ``(p1, p2, δ = p2 - p1)``; the most frequent offset δ of that
 recording pair is its offset Δ, and the matches with δ = Δ are its aligned chunk pairs,
-whose start times the fine training extends into longer chunks.
+whose start times the fine training extends into longer chunks. A Δ held by fewer than
+``min_votes`` matches is not trusted (the pair stays unaligned; 1 = the paper's rule).
 
 Chunk positions are the hop grid only (chunk ``k`` starts at frame ``k * hop_frames``), so
 a chunk index is a time and δ counts hops; see :func:`grid_starts`. Per work the chunk
@@ -84,8 +85,10 @@ def _merge(votes: Sequence[_Votes]) -> _Votes:
     return _tally(*(np.concatenate(part) for part in zip(*votes)))
 
 
-def _pick_mode(votes: _Votes, max_offset: int, n_pairs: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each pair's winning offset under the tie rule of :func:`mode_offsets`."""
+def _pick_mode(votes: _Votes, max_offset: int, n_pairs: int,
+               min_votes: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Each pair's winning offset under the tie rule of :func:`mode_offsets`; a pair whose
+    winner has fewer than ``min_votes`` matches is not found."""
     mode = np.zeros(n_pairs, dtype=np.int64)
     found = np.zeros(n_pairs, dtype=bool)
     if len(votes.key) == 0:
@@ -96,13 +99,14 @@ def _pick_mode(votes: _Votes, max_offset: int, n_pairs: int) -> tuple[np.ndarray
     order = np.lexsort((g_delta, np.abs(g_delta), -votes.sim_sum, -votes.count, g_pair))
     sorted_pair = g_pair[order]
     best = order[np.r_[True, sorted_pair[1:] != sorted_pair[:-1]]]       # first group of a pair
+    best = best[votes.count[best] >= min_votes]
     mode[g_pair[best]] = g_delta[best]
     found[g_pair[best]] = True
     return mode, found
 
 
 def mode_offsets(pair: np.ndarray, delta: np.ndarray, similarity: np.ndarray,
-                 n_pairs: int) -> tuple[np.ndarray, np.ndarray]:
+                 n_pairs: int, min_votes: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """The offset Δ of each recording pair: the mode of the offsets of its matches.
 
     ``pair``, ``delta``, ``similarity``: ``(n_matches,)``, one entry per match (recording
@@ -112,23 +116,24 @@ def mode_offsets(pair: np.ndarray, delta: np.ndarray, similarity: np.ndarray,
     highest summed similarity; if still tied, the smallest ``|δ|``; then the smaller δ.
 
     Returns ``Δ (n_pairs,)`` int64 and ``found (n_pairs,)`` bool (False for a pair without
-    matches, whose Δ is 0 and meaningless). :func:`align_work` runs the same tally and
-    pick, one row block at a time.
+    matches, or whose Δ has fewer than ``min_votes`` of them; its Δ is 0 and meaningless).
+    :func:`align_work` runs the same tally and pick, one row block at a time.
     """
     delta = np.asarray(delta, dtype=np.int64)
     max_offset = int(np.abs(delta).max()) if len(delta) else 0
     votes = _tally(_vote_key(pair, delta, max_offset), np.ones(len(delta)), similarity)
-    return _pick_mode(votes, max_offset, n_pairs)
+    return _pick_mode(votes, max_offset, n_pairs, min_votes)
 
 
 def align_pairs(p1: np.ndarray, p2: np.ndarray, similarity: np.ndarray,
-                threshold: float) -> tuple[int | None, np.ndarray]:
+                threshold: float, min_votes: int = 1) -> tuple[int | None, np.ndarray]:
     """Align one recording pair from its chunk-pair list.
 
     ``p1``, ``p2``: ``(n,)`` chunk positions in the first and second recording;
     ``similarity``: ``(n,)`` their cosine similarities. Pairs with similarity > ``threshold``
     (compared in float32, as in :func:`align_work`) are matches; Δ is their offset mode
-    (:func:`mode_offsets`). Returns Δ (None without matches) and the aligned pairs
+    (:func:`mode_offsets`). Returns Δ (None without matches, or when Δ has fewer than
+    ``min_votes``) and the aligned pairs
     ``(n_aligned, 2)`` as ``(p1, p2)`` rows, in input order.
     """
     p1, p2 = np.asarray(p1, dtype=np.int64), np.asarray(p2, dtype=np.int64)
@@ -136,7 +141,8 @@ def align_pairs(p1: np.ndarray, p2: np.ndarray, similarity: np.ndarray,
     keep = similarity > np.float32(threshold)
     p1, p2 = p1[keep], p2[keep]
     delta = p2 - p1
-    mode, found = mode_offsets(np.zeros(len(delta), dtype=np.int64), delta, similarity[keep], 1)
+    mode, found = mode_offsets(np.zeros(len(delta), dtype=np.int64), delta, similarity[keep], 1,
+                               min_votes)
     if not found[0]:
         return None, np.empty((0, 2), dtype=np.int64)
     aligned = delta == mode[0]
@@ -202,13 +208,14 @@ def _summary_table(work_id: Hashable, rec_a: np.ndarray, rec_b: np.ndarray, n_a:
 # long on purpose: the paper's steps over one similarity matrix in order; split, they would pass six arrays around
 def align_work(work_id: Hashable, recording_ids: Sequence[Hashable],
                embeddings: Sequence[np.ndarray], starts_s: Sequence[np.ndarray],
-               threshold: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+               threshold: float, min_votes: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Align every pair of recordings of one work.
 
     ``embeddings[i]``: ``(n_chunks_i, D)`` grid-chunk embeddings of recording ``i`` (they
     are L2-normalised here, so dot products are cosine similarities); ``starts_s[i]``:
     ``(n_chunks_i,)`` their start times in seconds. A chunk pair is a match when its
-    similarity is strictly greater than ``threshold`` (both float32).
+    similarity is strictly greater than ``threshold`` (both float32); a pair whose Δ has
+    fewer than ``min_votes`` matches gets no Δ and no aligned chunks.
 
     Returns two tables. Alignments, one row per aligned chunk pair (columns
     ``ALIGNMENT_COLUMNS``), ``chunk_b - chunk_a == delta`` (the pair's Δ). Summary, one row
@@ -263,13 +270,13 @@ def align_work(work_id: Hashable, recording_ids: Sequence[Hashable],
         view = best[r_lo: r_hi + 1, r_lo + 1:]
         np.maximum(view, block_best, out=view)
 
-    mode, found = _pick_mode(_merge(votes), max_offset, n_pairs)
+    mode, found = _pick_mode(_merge(votes), max_offset, n_pairs, min_votes)
     n_matches = np.zeros(n_pairs, dtype=np.int64)
     aligned = []                                      # per block (rows, cols, similarities)
     for r, c, s in matches:
         pair = pair_of[rec[r], rec[c]]
         n_matches += np.bincount(pair, minlength=n_pairs)
-        keep = chunk[c] - chunk[r] == mode[pair]
+        keep = (chunk[c] - chunk[r] == mode[pair]) & found[pair]
         aligned.append((r[keep], c[keep], s[keep]))
     r, c, s = (np.concatenate(x) for x in zip(*aligned)) if aligned else \
         (np.empty(0, np.int32), np.empty(0, np.int32), np.empty(0, np.float32))
@@ -281,8 +288,9 @@ def align_work(work_id: Hashable, recording_ids: Sequence[Hashable],
 
     n_aligned = np.bincount(pair, minlength=n_pairs)
     best_pair = best[pair_a, pair_b]
-    reason = ["" if n else f"no chunk pair above threshold {threshold:g} "
-              f"(best similarity {b:.4f})" for n, b in zip(n_aligned, best_pair)]
+    reason = ["" if n else f"no chunk pair above threshold {threshold:g} (best similarity "
+              f"{b:.4f})" if not m else f"no offset held by align.min_votes = {min_votes} of "
+              f"its {m} matches" for n, m, b in zip(n_aligned, n_matches, best_pair)]
     summary = _summary_table(work_id, ids[pair_a], ids[pair_b], counts[pair_a], counts[pair_b],
                              n_matches, mode, found, n_aligned, reason)
     return table, summary
@@ -290,7 +298,7 @@ def align_work(work_id: Hashable, recording_ids: Sequence[Hashable],
 
 def align_catalogue(works: Mapping[Hashable, WorkChunks] | Iterable[tuple[Hashable, WorkChunks]],
                     threshold: float, total: int | None = None,
-                    progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+                    progress: bool = True, min_votes: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`align_work` for each work: ``works`` maps (or yields, e.g. lazily embedded)
     ``work_id → WorkChunks``. Returns the concatenated alignment and summary tables."""
     items = works.items() if isinstance(works, Mapping) else works
@@ -298,7 +306,8 @@ def align_catalogue(works: Mapping[Hashable, WorkChunks] | Iterable[tuple[Hashab
         total = len(works)
     tables, summaries = [], []
     for work_id, (recording_ids, embeddings, starts_s) in track(items, total, "align", "work", progress):
-        table, summary = align_work(work_id, recording_ids, embeddings, starts_s, threshold)
+        table, summary = align_work(work_id, recording_ids, embeddings, starts_s, threshold,
+                                    min_votes)
         tables.append(table)
         summaries.append(summary)
     return _concat(tables, _alignment_table(None, *[np.empty(0)] * 8)), \

@@ -164,6 +164,7 @@ class BaselineParams:
 class AlignParams:
     """Coarse-to-fine chunk alignment [II-D]: which chunk pairs of two versions match."""
     threshold: Annotated[float, Field(ge=-1, le=1)]  # cosine similarity a chunk pair must exceed to be a match
+    min_votes: Count        # matches the offset Δ of a recording pair needs (1 = the paper's mode alone)
     batch_chunks: Count     # chunks per forward pass when embedding training recordings
 
 

@@ -121,7 +121,8 @@ def run(params_path: str | Path = PARAMS, progress: bool = True) -> dict:
                            [by_id[r][0] for r in g["recording_id"]],
                            [by_id[r][1] for r in g["recording_id"]])
              for w, g in df.groupby("work_id", sort=True)}
-    alignments, pairs = align_catalogue(works, p.align.threshold, progress=progress)
+    alignments, pairs = align_catalogue(works, p.align.threshold, progress=progress,
+                                        min_votes=p.align.min_votes)
     hop = seconds_to_frames(p.train.hop_s, p.features.frame_rate) / p.features.frame_rate
     _, pair_truth, truth = judge(alignments, pairs, timelines(df, p.data.manifest, raw), hop)
     pairs = pd.concat([pairs, pair_truth], axis=1)
