@@ -52,7 +52,8 @@ def test_align_stage_writes_tables_and_picture(repro):
     train = manifest[manifest["split"] == "train"].groupby("work_id").size()
     assert len(pairs) == int((train * (train - 1) // 2).sum())     # every pair of versions
     assert (alignments["chunk_b"] - alignments["chunk_a"] == alignments["delta"]).all()
-    assert (alignments["similarity"] > 0.9).all()
+    threshold = yaml.safe_load((repo / "params.yaml").read_text())["align"]["threshold"]
+    assert (alignments["similarity"] > threshold).all()
     summary = yaml.safe_load((repo / "reports" / "align.json").read_text())
     assert summary["aligned_chunk_pairs"] == len(alignments) > 0
     assert (repo / "artifacts" / "align" / "alignment.png").stat().st_size > 0
