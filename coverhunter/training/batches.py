@@ -99,8 +99,9 @@ def step_seed(seed: int, step: int) -> int:
 class BatchMaker:
     """Sampler specs → :class:`Batch` on the CPU, tricks applied when ``tricks`` is on.
 
-    ``dataset[spec]`` gives a chunk's stored features and label and
-    ``dataset.locate(spec)`` its place (:class:`~coverhunter.training.data.ChunkLocation`).
+    ``dataset[spec]`` gives a chunk's stored features and label,
+    ``dataset.locate(spec)`` its place (:class:`~coverhunter.training.data.ChunkLocation`) and
+    ``dataset.features[place.recording]`` its recording's frames (for the tempo change).
     ``audio`` (with ``chunks``, ``front`` and ``other``) enables the audio tricks and
     ``features`` the CQT-domain ones; either may be None.
     """
