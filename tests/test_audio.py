@@ -44,15 +44,23 @@ def test_undecodable_file_names_the_path_and_the_fix(tmp_path):
 
 @pytest.mark.parametrize("ext", ["flac", "wav"])
 def test_a_long_file_decoded_in_stretches_equals_one_plain_read(tmp_path, ext):
-    """Long FLAC / WAV files are decoded as several stretches at once: the samples are the
-    same, bit for bit, as one sequential read (odd lengths, three channels)."""
-    from coverhunter.features.audio import PARALLEL_MIN_FRAMES, _read
+    """Long FLAC / WAV files are decoded as several stretches at once, each averaged to mono
+    and resampled on its own: at the file's rate the samples are the same, bit for bit, as
+    one plain read averaged to mono; resampled, within 1e-5 of resampling the whole file,
+    with the same length (odd lengths, three channels, 44.1 and 48 kHz)."""
+    import soxr
+
+    from coverhunter.features.audio import PARALLEL_MIN_FRAMES, to_mono
     rng = np.random.default_rng(5)
-    x = (0.3 * rng.standard_normal((PARALLEL_MIN_FRAMES + 12_345, 3))).astype(np.float32)
-    path = tmp_path / f"long.{ext}"
-    sf.write(path, x, 44100, subtype="PCM_16")
-    plain, _ = sf.read(path, dtype="float32", always_2d=True)
-    got, rate = _read(path)
-    assert rate == 44100 and got.shape == plain.shape
-    np.testing.assert_array_equal(got, plain)
-    np.testing.assert_array_equal(load_audio(path, 44100), plain @ np.full(3, 1 / 3, np.float32))
+    for rate in (44100, 48000):
+        x = (0.3 * rng.standard_normal((PARALLEL_MIN_FRAMES + 12_345, 3))).astype(np.float32)
+        path = tmp_path / f"long{rate}.{ext}"
+        sf.write(path, x, rate, subtype="PCM_16")
+        plain, _ = sf.read(path, dtype="float32", always_2d=True)
+        mono = to_mono(plain)
+        np.testing.assert_allclose(mono, plain.mean(axis=1), rtol=0, atol=1e-7)
+        np.testing.assert_array_equal(load_audio(path, rate), mono)
+        whole = soxr.resample(mono, rate, 16000, quality="HQ")
+        got = load_audio(path, 16000)
+        assert got.shape == whole.shape
+        np.testing.assert_allclose(got, whole, rtol=0, atol=1e-5)
