@@ -171,6 +171,20 @@ def test_more_steps_continue_the_shorter_run_and_equal_a_fresh_longer_one(repro)
     assert again.equals(curve)
 
 
+def test_evaluating_the_same_model_again_registers_nothing(repro):
+    """A forced re-run of evaluate on an unchanged checkpoint neither logs nor registers it
+    again: the registry keeps its versions, and the decision names the existing one."""
+    repo, _ = repro
+    from mlflow import MlflowClient
+    store = f"sqlite:///{repo / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
+    before = {v.version for v in client.search_model_versions("name='coverhunter'")}
+    out = dvc(repo, "repro", "-f", "-s", "evaluate")
+    assert {v.version for v in client.search_model_versions("name='coverhunter'")} == before
+    newest = max(before, key=int)
+    assert f"already registered as version {newest}" in out.stdout + out.stderr
+
+
 def test_changed_train_parameter_reruns_only_training_and_evaluate(repro):
     repo, _ = repro
     set_param(repo, "train", "lr", 0.0005)

@@ -309,3 +309,14 @@ def test_runs_of_a_killed_process_are_marked_killed_by_the_next_run(store, monke
         for p in procs:
             p.kill()
             p.wait()
+
+
+def test_a_registered_version_uri_is_told_apart_and_not_registered_again(store, model_uri):
+    decision = promotion.register_and_promote(model_uri, "test.mAP", 0.5, name="again")
+    uri = registry.version_uri(decision.version, name="again")
+    assert registry.registered_version(uri, name="again") == decision.version == "1"
+    assert registry.registered_version(model_uri, name="again") is None     # models:/m-...
+    assert registry.registered_version("models:/again/champion", name="again") is None
+    again = promotion.already_registered("1", "test.mAP", 0.5, name="again")
+    assert (again.version, again.alias, again.previous_champion_version) == ("1", "champion", "1")
+    assert len(MlflowClient().search_model_versions("name='again'")) == 1

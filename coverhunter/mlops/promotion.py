@@ -213,6 +213,17 @@ def register_and_promote(model_uri: str, metric_name: str, metric_value: float,
                              reason, float(margin), metrics, champ_metrics, measured)
 
 
+def already_registered(version: str, metric_name: str, metric_value: float,
+                       metrics: dict | None = None, name: str = DEFAULT_NAME) -> PromotionDecision:
+    """The decision for a checkpoint already registered as ``version``: nothing is registered,
+    compared or tagged; its alias stays as it is (``champion`` or ``challenger``)."""
+    champ = champion_version(name)
+    alias = CHAMPION if champ == str(version) else CHALLENGER
+    return PromotionDecision(str(version), alias, metric_name, float(metric_value), champ, None,
+                             f"this checkpoint is already registered as version {version} "
+                             f"({alias}): not registered or compared again", metrics=metrics)
+
+
 def _tag_challenged(client: MlflowClient, name: str, version: str, tags: dict) -> None:
     """Record a challenge on the champion's version (skipped if it was deleted meanwhile)."""
     try:

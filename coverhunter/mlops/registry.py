@@ -153,6 +153,19 @@ def version_of(checkpoint_sha1: str, name: str = DEFAULT_NAME) -> str | None:
     return None
 
 
+def version_uri(version: str, name: str = DEFAULT_NAME) -> str:
+    """``models:/<name>/<version>``."""
+    return f"models:/{name}/{version}"
+
+
+def registered_version(model_uri: str, name: str = DEFAULT_NAME) -> str | None:
+    """The version a ``models:/<name>/<version>`` URI names (None for any other URI, e.g. a
+    logged model's ``models:/<model_id>`` not yet registered)."""
+    prefix = f"models:/{name}/"
+    rest = model_uri[len(prefix):] if model_uri.startswith(prefix) else ""
+    return rest if rest.isdigit() else None
+
+
 def load_champion(name: str = DEFAULT_NAME, model_config: dict | None = None):
     """The pyfunc model at ``models:/<name>@champion``."""
     return mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}", model_config=model_config)

@@ -20,9 +20,11 @@ registry's current champion is downloaded and scored on the *same, current* sets
 same functions, the final model is registered as `coverhunter`, and the alias `champion`
 moves to it only if its `data.main_test_set` mAP is higher than the champion's by at least
 `flow.promotion_margin` (`coverhunter.mlops.registry`, which tags both versions with both metric
-sets and the reason). The retraining flow (`flows/retrain.py`) runs this stage with
-`promote=False` and calls `challenge` as its own task, so a retried evaluation never
-registers twice and there is one promotion rule.
+sets and the reason). A checkpoint whose bytes are already registered (the stage re-run on
+the same model) is not logged, registered or compared again: the decision names its
+version. The retraining flow (`flows/retrain.py`) runs this stage with `promote=False` and
+calls `challenge` as its own task, so a retried evaluation never registers twice and there
+is one promotion rule.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from coverhunter.digest import file_sha1
 from coverhunter.mlops import promotion, registry, tracking
 from coverhunter.mlops.pretrain import pretrained_checkpoint
 from coverhunter.mlops.promotion import ChampionMeasurement, PromotionDecision, decision_markdown
@@ -132,12 +135,15 @@ def run(params_path: str | Path = PARAMS, promote: bool = True) -> dict:
                                      "coloured by work")]
 
     final = models[-1]
+    checkpoint = MODELS / final / "model.pt"
     tracking.configure(Path.cwd())
     key = tracking.pipeline_key(raw)
+    known = registry.version_of(file_sha1(checkpoint))   # re-evaluated: logged and registered once
     with tracking.stage_run("evaluate", key, {s: raw[s] for s in SECTIONS},
                             tags={"registered_model": final}):
         tracking.log(flatten_metrics(metrics), [METRICS_JSON, *pngs])
-        uri = registry.log_model(MODELS / final / "model.pt", p.features.n_bins, p.model.embedding_dim)
+        uri = registry.log_model(checkpoint, p.features.n_bins, p.model.embedding_dim) \
+            if known is None else registry.version_uri(known)
     out = {"metrics": metrics, "model": final, "model_uri": uri}
     if promote:
         out["registered"] = dataclasses.asdict(challenge(params_path, uri, metrics[final], sets=sets))
@@ -172,6 +178,10 @@ def challenge(params_path: str | Path, model_uri: str, metrics: dict,
     p, raw = load(params_path)
     margin = p.flow.promotion_margin
     tracking.configure(Path.cwd())
+    known = registry.registered_version(model_uri)
+    if known is not None:       # the same checkpoint evaluated again: nothing new to register
+        return promotion.already_registered(known, f"{p.data.main_test_set}.mAP",
+                                            metrics[p.data.main_test_set]["mAP"], metrics)
     sets = list(sets) if sets is not None else current_sets(p)
     key = tracking.pipeline_key(raw)
     used = {"data": raw["data"], "flow": {"promotion_margin": margin}}
