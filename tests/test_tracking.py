@@ -319,4 +319,6 @@ def test_a_registered_version_uri_is_told_apart_and_not_registered_again(store, 
     assert registry.registered_version("models:/again/champion", name="again") is None
     again = promotion.already_registered("1", "test.mAP", 0.5, name="again")
     assert (again.version, again.alias, again.previous_champion_version) == ("1", "champion", "1")
+    assert not again.registered and not again.promoted      # nothing moved: no index rebuild
+    assert "v1 is already registered** (champion); nothing changed" in promotion.decision_markdown(again)
     assert len(MlflowClient().search_model_versions("name='again'")) == 1

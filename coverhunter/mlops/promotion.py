@@ -73,7 +73,7 @@ class ChampionMeasurement:
 
 @dataclass(frozen=True)
 class PromotionDecision:
-    version: str                      # the newly registered version
+    version: str                      # the newly registered version (or the one it already was)
     alias: str                        # "champion" or "challenger"
     metric_name: str
     value: float
@@ -84,10 +84,12 @@ class PromotionDecision:
     metrics: dict | None = None           # the new version's metric set
     champion_metrics: dict | None = None  # the champion's, measured on the same sets
     champion_measured: str = "none"       # "current test sets" | "stored tag" | "none"
+    registered: bool = True               # False: the checkpoint already was `version`; nothing changed
 
     @property
     def promoted(self) -> bool:
-        return self.alias == CHAMPION
+        """Whether this decision moved the champion alias to ``version``."""
+        return self.registered and self.alias == CHAMPION
 
 
 def _champion(client: MlflowClient, name: str):
@@ -221,7 +223,8 @@ def already_registered(version: str, metric_name: str, metric_value: float,
     alias = CHAMPION if champ == str(version) else CHALLENGER
     return PromotionDecision(str(version), alias, metric_name, float(metric_value), champ, None,
                              f"this checkpoint is already registered as version {version} "
-                             f"({alias}): not registered or compared again", metrics=metrics)
+                             f"({alias}): not registered or compared again", metrics=metrics,
+                             registered=False)
 
 
 def _tag_challenged(client: MlflowClient, name: str, version: str, tags: dict) -> None:
@@ -242,7 +245,8 @@ def decision_markdown(decision: PromotionDecision, title: str = "Champion/challe
     new, old = f"v{decision.version}", (f"v{decision.previous_champion_version}"
                                         if decision.previous_champion_version else "none")
     outcome = (f"**v{decision.version} is the new champion** (was {old})" if decision.promoted
-               else f"**champion {old} kept**; v{decision.version} is challenger")
+               else f"**champion {old} kept**; v{decision.version} is challenger" if decision.registered
+               else f"**v{decision.version} is already registered** ({decision.alias}); nothing changed")
     lines = [f"## {title}", "", outcome, "",
              f"| set | metric | challenger {new} | champion {old} | difference |",
              "|---|---|---|---|---|"]
