@@ -147,7 +147,7 @@ def version_of(checkpoint_sha1: str, name: str = DEFAULT_NAME) -> str | None:
     """The newest registered version logged from a checkpoint with these bytes, or None."""
     versions = MlflowClient().search_model_versions(f"name='{name}'")
     for mv in sorted(versions, key=lambda v: -int(v.version)):
-        metadata = mlflow.models.get_model_info(f"models:/{name}/{mv.version}").metadata or {}
+        metadata = mlflow.models.get_model_info(version_uri(mv.version, name)).metadata or {}
         if metadata.get("checkpoint_sha1") == checkpoint_sha1:
             return str(mv.version)
     return None

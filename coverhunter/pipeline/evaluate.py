@@ -161,7 +161,7 @@ def measure_champion(p: Params, sets: Sequence[EvalSet], device: str,
         return None
     try:
         with tempfile.TemporaryDirectory(prefix="coverhunter-champion-") as tmp:
-            net = load_model(registry.download_checkpoint(f"models:/{name}/{version}", tmp))
+            net = load_model(registry.download_checkpoint(registry.version_uri(version, name), tmp))
         metrics, _ = score_model(net, sets, p, device)
     except Exception as err:   # noqa: BLE001  (recorded as the reason the champion is kept)
         return ChampionMeasurement(version, None, None, f"{type(err).__name__}: {err}")
