@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from coverhunter.model import CoverHunterNet
+from coverhunter.model.conformer import RelPositionAttention
 from coverhunter.model.frontend import pool_frames, subtract_chunk_mean
 from coverhunter.model.masking import MaskedBatchNorm, lengths_to_mask
 from coverhunter.model.pooling import AttentiveTimePooling, weighted_mean_std
@@ -86,6 +87,37 @@ def test_variable_length_inputs_embed_to_unit_vectors(tiny):
 def test_embed_refuses_training_mode(tiny):
     with pytest.raises(RuntimeError, match="eval"):
         make(tiny).train().embed(torch.randn(1, 50, 96))
+
+
+@pytest.mark.parametrize("t", [1, 2, 7])
+def test_relative_position_attention_by_its_definition(t):
+    """score(i, j) = ((q_i + u)·k_j + (q_i + v)·W p(i - j)) / sqrt(dk), p the sinusoid of
+    the offset, computed pair by pair; padded keys get no weight."""
+    torch.manual_seed(0)
+    d, h = 8, 2
+    attn = RelPositionAttention(d, h, dropout=0.0).eval()
+    with torch.no_grad():
+        attn.u.normal_()
+        attn.v.normal_()
+    x = torch.randn(2, t, d)
+    lengths = [t, max(1, t - 3)]
+    mask = lengths_to_mask(torch.tensor(lengths), t)
+
+    dk = d // h
+    q, k, v = attn.qkv(attn.norm(x)).view(2, t, 3, h, dk).unbind(2)
+    freqs = torch.exp(torch.arange(0, d, 2) * (-torch.log(torch.tensor(10000.0)) / d))
+    expected = torch.zeros(2, t, h, dk)
+    for b in range(2):
+        for i in range(t):
+            for hh in range(h):
+                scores = torch.full((t,), float("-inf"))
+                for j in range(lengths[b]):
+                    angle = (i - j) * freqs
+                    p = attn.pos(torch.stack([angle.sin(), angle.cos()], -1).flatten()).view(h, dk)[hh]
+                    scores[j] = ((q[b, i, hh] + attn.u[hh]) @ k[b, j, hh]
+                                 + (q[b, i, hh] + attn.v[hh]) @ p) / dk ** 0.5
+                expected[b, i, hh] = scores.softmax(0) @ v[b, :, hh]
+    torch.testing.assert_close(attn(x, mask), attn.out(expected.reshape(2, t, d)), atol=1e-5, rtol=1e-5)
 
 
 def test_random_attention_mask_only_while_training():

@@ -56,16 +56,24 @@ class RelPositionAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # x: (B, T, d); mask: (B, T)
         b, t, d = x.shape
-        q, k, v = self.qkv(self.norm(x)).view(b, t, 3, self.h, self.dk).unbind(2)  # (B, T, H, dk)
-        p = self.pos(relative_positions(t, d, x.device).to(x.dtype)).view(2 * t - 1, self.h, self.dk)
-        content = torch.einsum("bihd,bjhd->bhij", q + self.u, k)         # (B, H, T, T)
-        position = torch.einsum("bihd,rhd->bhir", q + self.v, p)         # (B, H, T, 2T-1)
-        i = torch.arange(t, device=x.device)
-        index = (t - 1 - i[:, None] + i[None, :]).expand(b, self.h, t, t)  # row of offset i-j
-        scores = (content + position.gather(-1, index)) / math.sqrt(self.dk)
+        h, dk = self.h, self.dk
+        q, k, v = self.qkv(self.norm(x)).view(b, t, 3, h, dk).unbind(2)  # (B, T, H, dk)
+        p = self.pos(relative_positions(t, d, x.device).to(x.dtype))      # (2T-1, d)
+        content = (q + self.u).transpose(1, 2) @ k.permute(0, 2, 3, 1)   # (B, H, T, T)
+        # Plain matmuls (ONNX Runtime's Einsum is slow); the offsets' one in torch.einsum's
+        # layout (heads batched, B·T rows), which sums gradients in the order the shipped
+        # models were trained with
+        qv = (q + self.v).permute(2, 0, 1, 3).reshape(h, b * t, dk)          # (H, B·T, dk)
+        position = torch.bmm(qv, p.view(2 * t - 1, h, dk).permute(1, 2, 0))  # (H, B·T, 2T-1)
+        position = position.view(h, b, t, 2 * t - 1).transpose(0, 1)          # (B, H, T, 2T-1)
+        # Relative shift: row i needs columns t-1-i+j (offset i-j). With a zero column
+        # appended, rows of 2T read flat from column t-1 in rows of 2T-1 start there.
+        flat = nn.functional.pad(position, (0, 1)).reshape(b, h, 2 * t * t)
+        position = flat[..., t - 1: t - 1 + t * (2 * t - 1)].reshape(b, h, t, 2 * t - 1)[..., :t]
+        scores = (content + position) / math.sqrt(dk)
         scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
         attn = self.drop(scores.softmax(dim=-1))
-        y = torch.einsum("bhij,bjhd->bihd", attn, v).reshape(b, t, d)
+        y = (attn @ v.transpose(1, 2)).transpose(1, 2).reshape(b, t, d)    # (B, T, d)
         return self.drop(self.out(y))
 
 
