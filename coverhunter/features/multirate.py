@@ -77,6 +77,10 @@ class MultirateCQT(nn.Module):
             shifted[j, 0, 2 * j: 2 * j + HALFBAND_TAPS] = lowpass
         self.register_buffer("halve_kernel", torch.from_numpy(shifted))
         self.n_bins = p.n_bins
+        # Zeros appended before halving: at every rate a signal's low-passed tail (under
+        # HALFBAND_TAPS/2 samples of that rate) is kept, not cut at the signal's end, so a
+        # recording's last frames are the same alone as zero-padded in a longer batch.
+        self.tail = (HALFBAND_TAPS // 2 + 1) << int(halvings.max())
 
     def _halve(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, 1, n) → (B, 1, ceil(n / 2)), zero-phase: output m is the filter centred on input 2m
@@ -88,7 +92,7 @@ class MultirateCQT(nn.Module):
 
     @torch.no_grad()
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        x = audio.float()[:, None]                           # (B, 1, n)
+        x = F.pad(audio.float(), (0, self.tail))[:, None]   # (B, 1, n + tail)
         n_frames = audio.shape[-1] // self.hop + 1
         out = audio.new_zeros(audio.shape[0], self.n_bins, n_frames)
         level = 0
