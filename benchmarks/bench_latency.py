@@ -173,9 +173,10 @@ def main() -> None:
     rng = np.random.default_rng(0)
     rows = [["paper (2-core Xeon, ScaNN)", "1M", "ScaNN", "", "", "", PAPER["decode + CQT"], PAPER["inference"],
              PAPER["retrieval"], PAPER["total"]]]
-    pre = parts["decode"][0] + parts["CQT multirate"][0]
-    pre_wav = parts["decode, 16 kHz mono WAV"][0] + parts["CQT multirate"][0]
-    infer = parts["inference frame_pool 3, onnx"][0]
+    # the totals use params.yaml's front end, frame pooling and runtime: what `identify` runs
+    pre = parts["decode"][0] + parts[f"CQT {p.features.cqt}"][0]
+    pre_wav = parts["decode, 16 kHz mono WAV"][0] + parts[f"CQT {p.features.cqt}"][0]
+    infer = parts[f"inference frame_pool {p.model.frame_pool}, {p.evaluate.runtime}"][0]
     for n in args.tracks:
         with tempfile.TemporaryDirectory() as tmp:
             found = catalogue_rows(n, d, p, rng, Path(tmp) / "index", args.structure, len(q), starts,
@@ -187,8 +188,9 @@ def main() -> None:
                              round(decode_cqt, 1), round(infer, 1), c["retrieval"],
                              round(decode_cqt + infer + c["retrieval"], 1)])
                 print(rows[-1], flush=True)
-    print(f"\nTable III: the paper's row and this machine's (multirate CQT, paper-size encoder with "
-          f"frame_pool 3 on ONNX Runtime, index.kind auto; minimum of {args.repeats}), ms per "
+    print(f"\nTable III: the paper's row and this machine's ({p.features.cqt} CQT, paper-size encoder with "
+          f"frame_pool {p.model.frame_pool} on {p.evaluate.runtime}, index.kind {p.index.kind}; minimum of "
+          f"{args.repeats}), ms per "
           f"{QUERY_S:.0f} s query:\n")
     print(table(["", "catalogue", "index", "memory MB", "disk MB", "recall@10", "decode + CQT", "inference",
                  "retrieval", "total"], rows))
