@@ -44,8 +44,8 @@ def test_table_rows_use_the_final_model_and_the_baseline_difference():
 
 def test_rows_follow_table_ii_and_set_every_switch():
     assert len(ROWS) == 8 and ROWS[0].method.startswith("ResNet-IBN 50")
-    keys = {"model.backbone", "model.pooling", "train.tricks", "fine.enabled"}
+    keys = {"model.backbone", "model.pooling", "train.tricks", "fine.enabled", "train.init"}
     assert all(set(r.switches) == keys for r in ROWS)
     assert ROWS[1].overrides() == ["model.backbone=resnet_ibn", "model.pooling=mean",
-                                   "train.tricks=false", "fine.enabled=false"]
+                                   "train.tricks=false", "fine.enabled=false", "train.init=scratch"]
     assert final_model({"coarse": {}}) == "coarse"
