@@ -56,6 +56,30 @@ def test_second_run_recomputes_only_changed_audio(catalogue, tmp_path, params):
     assert peak == round(12 * np.log2(880.0 / params.features.fmin))
 
 
+def test_a_front_end_code_change_recomputes_everything(catalogue, tmp_path, params, monkeypatch):
+    """Features made by other front-end code are stale even with the same parameters (a
+    fix to the CQT must not leave old features in place)."""
+    from coverhunter.features import extract
+    out = tmp_path / "feats"
+    run(catalogue, out, params)
+    files = {r: out / f for r, f in read_index(out)[["recording_id", "feature_file"]].values}
+    stamps = {r: os.stat(f).st_mtime_ns for r, f in files.items()}
+    run(catalogue, out, params)
+    assert {r: os.stat(f).st_mtime_ns for r, f in files.items()} == stamps
+    monkeypatch.setattr(extract, "front_end_digest", lambda: "edited")
+    run(catalogue, out, params)
+    assert all(os.stat(f).st_mtime_ns != stamps[r] for r, f in files.items())
+
+
+def test_the_front_end_digest_covers_its_code():
+    from pathlib import Path
+
+    from coverhunter.features import extract
+    here = Path(extract.__file__).parent
+    assert {"cqt.py", "multirate.py", "audio.py"} <= set(extract.FRONT_END_CODE)
+    assert all((here / name).is_file() for name in extract.FRONT_END_CODE)
+
+
 def test_corrupt_file_is_named_and_finished_features_stay(catalogue, tmp_path, params):
     out = tmp_path / "feats"
     catalogue["rec/1"].write_bytes(b"not audio at all" * 64)

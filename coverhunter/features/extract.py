@@ -1,7 +1,7 @@
 """Feature extraction for a whole catalogue: one log-CQT file per recording, an index table.
 
-Incremental and resumable: a recording is recomputed only when its audio content (SHA-1)
-or the feature parameters changed, or when its feature file no longer has the size and
+Incremental and resumable: a recording is recomputed only when its audio content (SHA-1),
+the feature parameters or the front end's code changed, or when its feature file no longer has the size and
 SHA-1 the index recorded for it (a truncated or edited file is recomputed, and named);
 finished features are written atomically and the index is saved after every batch, so a
 kill loses at most one batch. A reader that meets a damaged file names it and the fix. A file that cannot be decoded
@@ -67,10 +67,22 @@ def _intact(out_dir: Path, row: dict) -> bool:
     return path.stat().st_size == row["feature_bytes"] and file_sha1(path) == row["feature_sha1"]
 
 
+# The code that turns audio into features: an edit to any of them (a fix, say) makes every
+# recording's features stale, as a changed parameter does
+FRONT_END_CODE = ("audio.py", "cqt.py", "multirate.py")
+
+
+def front_end_digest() -> str:
+    """SHA-1 of the front end's source files (:data:`FRONT_END_CODE`)."""
+    here = Path(__file__).parent
+    return json_sha1({name: file_sha1(here / name) for name in FRONT_END_CODE}, 16)
+
+
 def features_hash(p: FeatureParams) -> str:
-    """Hash of every parameter that changes the features (batching does not)."""
+    """Hash of every parameter that changes the features (batching does not) and of the
+    code that computes them."""
     relevant = {k: v for k, v in dataclasses.asdict(p).items() if k != "batch_seconds"}
-    return json_sha1(relevant, 16)
+    return json_sha1({**relevant, "code": front_end_digest()}, 16)
 
 
 def _safe_name(recording_id: str) -> str:

@@ -47,7 +47,7 @@ class Match:
 
 
 def index_meta(model_path: str | Path, p: Params, model_version: str | None = None) -> dict:
-    """What a query must share with the index: the model's bytes, the CQT settings and
+    """What a query must share with the index: the model's bytes, the CQT settings and code, and
     the chunking (``index.chunk_s`` / ``index.hop_s``)."""
     return {"model_sha1": file_sha1(model_path), "model_version": model_version,
             "features_hash": features_hash(p.features), "chunk_s": p.index.chunk_s,
@@ -56,7 +56,7 @@ def index_meta(model_path: str | Path, p: Params, model_version: str | None = No
 
 def check_compatible(index: ChunkIndex, expected: dict, index_dir: str | Path) -> None:
     """Refuse a query set up unlike the index, naming what differs and the fix."""
-    names = {"model_sha1": "model", "features_hash": "features (CQT params)",
+    names = {"model_sha1": "model", "features_hash": "features (CQT params or front-end code)",
              "chunk_s": "index.chunk_s", "hop_s": "index.hop_s"}      # IDENTITY, in words
     differ = [names[k] for k in IDENTITY if index.meta.get(k) != expected.get(k)]
     if differ:
