@@ -310,6 +310,37 @@ def test_train_on_two_processes_follows_one_and_resumes_after_a_kill(project, tm
             shutil.copytree(tmp_path / "kept" / rel, project / rel)
 
 
+def test_a_training_run_is_keyed_by_its_features_not_only_its_audio(project, tmp_path):
+    """The same params and audio with other feature bytes (features from fixed front-end
+    code, say) start a new training run instead of resuming the finished one."""
+    from coverhunter.digest import file_sha1
+    features, work = project / "artifacts" / "features", project / "artifacts" / "work"
+    outputs = ["artifacts/features", "artifacts/models/coarse", "reports/train/coarse"]
+    for rel in outputs:                           # the project's own state, put back at the end
+        shutil.copytree(project / rel, tmp_path / "kept" / rel)
+    before = set(work.glob("coarse-*"))
+    assert before
+    try:
+        out = cli(project, "train", "coarse")     # the same features: the finished run, resumed
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert set(work.glob("coarse-*")) == before
+        index = pd.read_parquet(features / "index.parquet")
+        for i, name in enumerate(index["feature_file"]):      # every frame 0.5 dB quieter
+            path = features / name
+            np.save(path, np.maximum(np.load(path) - np.float16(0.5), np.float16(-80.0)))
+            index.loc[i, ["feature_bytes", "feature_sha1"]] = path.stat().st_size, file_sha1(path)
+        index.to_parquet(features / "index.parquet", index=False)
+        out = cli(project, "train", "coarse")
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert len(set(work.glob("coarse-*")) - before) == 1
+    finally:
+        for d in set(work.glob("coarse-*")) - before:
+            shutil.rmtree(d)
+        for rel in outputs:
+            shutil.rmtree(project / rel, ignore_errors=True)
+            shutil.copytree(tmp_path / "kept" / rel, project / rel)
+
+
 # ------------------------------------------------------------------ extraction on a Dask cluster
 
 def test_the_extract_flow_on_a_dask_cluster_writes_the_stage_features(project):
