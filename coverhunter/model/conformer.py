@@ -66,8 +66,9 @@ class RelPositionAttention(nn.Module):
         qv = (q + self.v).permute(2, 0, 1, 3).reshape(h, b * t, dk)          # (H, B·T, dk)
         position = torch.bmm(qv, p.view(2 * t - 1, h, dk).permute(1, 2, 0))  # (H, B·T, 2T-1)
         position = position.view(h, b, t, 2 * t - 1).transpose(0, 1)          # (B, H, T, 2T-1)
-        # Relative shift: row i needs columns t-1-i+j (offset i-j). With a zero column
-        # appended, rows of 2T read flat from column t-1 in rows of 2T-1 start there.
+        # Relative shift: row i needs columns t-1-i+j (offset i-j). Append a zero column
+        # (rows of 2T) and read the block flat from element t-1 in rows of 2T-1: row i then
+        # starts at i·2T + t-1-i, its own column t-1-i.
         flat = nn.functional.pad(position, (0, 1)).reshape(b, h, 2 * t * t)
         position = flat[..., t - 1: t - 1 + t * (2 * t - 1)].reshape(b, h, t, 2 * t - 1)[..., :t]
         scores = (content + position) / math.sqrt(dk)
