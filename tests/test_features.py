@@ -78,8 +78,6 @@ def test_correlates_with_librosa_on_rendered_music(front, params):
 def test_multirate_cqt_peaks_at_every_bin_centre_and_keeps_the_frames(params):
     """A sine at each bin's centre frequency peaks in that bin with either front end, at the
     same magnitude (to 0.5 %: 0.04 dB), and both give samples // hop + 1 frames."""
-    import dataclasses
-
     from nnAudio.features.cqt import CQT1992v2
 
     from coverhunter.features.multirate import MultirateCQT

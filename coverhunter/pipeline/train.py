@@ -146,8 +146,8 @@ def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool =
     df = df[df["split"] == p.data.train_split].sort_values("recording_id")
     index = read_index(FEATURES)
     # the features' own bytes key the run too: new front-end code with the same params is a new run
-    shas = index.set_index("recording_id").loc[df["recording_id"], ["audio_sha1", "feature_sha1"]]
-    shas = [f"{a}:{f}" for a, f in shas.itertuples(index=False)]
+    digests = index.set_index("recording_id").loc[df["recording_id"], ["audio_sha1", "feature_sha1"]]
+    shas = [f"{a}:{f}" for a, f in digests.itertuples(index=False)]
     ids = df["recording_id"].tolist()
     if name == "coarse":
         works = sorted(df["work_id"].unique())
