@@ -475,6 +475,18 @@ def test_large_preset() -> None:
         build_catalogue(large, SR, "/nonexistent")
 
 
+def test_polyphonic_preset_draws_on_music_no_catalogue_trains_on() -> None:
+    """The generality check: other collections than every training catalogue's, in a
+    soundfont the demo's models never heard, all of it scored (no training split)."""
+    poly, full, large = (demo_params(RAW, size) for size in ("polyphonic", "full", "large"))
+    assert not set(poly.collections) & (set(full.collections) | set(large.collections))
+    assert "bach" not in poly.collections
+    assert not set(poly.soundfonts) & set(full.soundfonts)
+    assert poly.split_fractions == {"train": 0.0, "val": 0.0, "test": 1.0} and poly.n_variant_works == 0
+    assert poly.exclude_splits == ["train", "val", "test", "test_variants"]
+    assert poly.out_dir not in (full.out_dir, large.out_dir)
+
+
 def test_an_excluding_preset_never_plays_the_reference_evaluation_tunes(built, tiny) -> None:
     """A small `large`: the tiny demo as reference, 12 works. Its candidate stream starts
     like the tiny demo's, so without the exclusion it would take the tiny val/test tunes."""

@@ -16,7 +16,7 @@ from coverhunter.params import dataclass, section
 
 __all__ = ["MIX_PARTS", "PRESETS", "DemoParams", "demo_params", "reference_params"]
 
-PRESETS = ("tiny", "large")  # the sizes besides full: each overrides keys of the full set
+PRESETS = ("tiny", "large", "polyphonic")  # the sizes besides full: each overrides keys of the full set
 MIX_PARTS = ("melody", "chords", "bass", "drums")  # the keys of demo.mix_db
 
 _RANGES = ("versions", "pass_s", "duration_s", "transpose", "tempo", "intro_s", "outro_s",
@@ -172,7 +172,7 @@ class DemoParams:
 def demo_params(raw: Mapping[str, Any], size: str | None = None) -> DemoParams:
     """:class:`DemoParams` from the whole ``params.yaml`` tree (``raw["demo"]``).
 
-    ``demo.size`` (``full``, ``tiny`` or ``large``) picks the variant; ``size`` overrides
+    ``demo.size`` (``full`` or a preset of :data:`PRESETS`) picks the variant; ``size`` overrides
     it. A preset applies the keys of ``demo.<preset>`` over the full set. Unknown or
     missing keys are errors naming ``demo.key`` (as for every section).
     """

@@ -56,9 +56,13 @@ METRICS_JSON = REPORTS / "metrics.json"
 TRAIN_WORKS = "train_works"     # the set name of the sampled training works
 
 
-def untrained(p: Params) -> CoverHunterNet:
+def untrained(p: Params, config: dict | None = None) -> CoverHunterNet:
+    """The reference network with random weights drawn from ``train.seed``: ``params.yaml``'s
+    model, or the architecture of a checkpoint's ``config`` (the same weights when they agree)."""
     seed_everything(p.train.seed)
-    return CoverHunterNet(p.features.n_bins, p.model, n_classes=0).eval()
+    if config is None:
+        return CoverHunterNet(p.features.n_bins, p.model, n_classes=0).eval()
+    return CoverHunterNet.from_config({**config, "n_classes": 0}).eval()
 
 
 def trained_models(p: Params) -> tuple[str, ...]:

@@ -7,8 +7,9 @@ stop the run). Features are extracted into a cache of that manifest's own
 (`artifacts/score_features/<hash of its path>/`), so scoring one manifest never removes
 another's features. Every split
 other than `data.train_split` is scored as a test set, leave-one-out, with the pipeline's
-inference settings, beside the training-free reference rows of `coverhunter.retrieval.baselines`
-(`baseline_2dftm`, `baseline_chroma`, computed from the same features). Writes
+inference settings, beside the reference rows: `untrained` (the model's architecture with
+random weights, as `evaluate` draws them) and the training-free ones of
+`coverhunter.retrieval.baselines` (`baseline_2dftm`, `baseline_chroma`, from the same features). Writes
 `<out>/metrics.json`, `<out>/validation.{json,md}` and a plot, and logs them to MLflow as a
 `score` run.
 """
@@ -25,6 +26,7 @@ from coverhunter.features.extract import extract_catalogue
 from coverhunter.mlops import registry, tracking
 from coverhunter.model.checkpoint import load_model, resolve_device
 from coverhunter.params import Params
+from coverhunter.pipeline.evaluate import untrained
 from coverhunter.pipeline.layout import ARTIFACTS, PARAMS, REPORTS, fingerprint, load, write_json
 from coverhunter.reporting.plots import plot_metrics
 from coverhunter.reporting.tables import flatten_metrics
@@ -87,7 +89,8 @@ def run(manifest: str | Path, model: str = "champion", out: str | Path = REPORTS
         net = resolve_model(model, Path(tmp))
     df, splits, report_md, cache = prepare_manifest(manifest, p, out, progress)
     sets = sets_from_manifest(df, splits, cache)
-    metrics = {row_name(model): evaluate_sets(net, sets, p, device)}
+    metrics = {row_name(model): evaluate_sets(net, sets, p, device),
+               "untrained": evaluate_sets(untrained(p, net.config), sets, p, device)}
     metrics |= score_baselines(sets, p.baselines, p.features.bins_per_octave)
     write_json(out / "metrics.json", metrics)
     png = plot_metrics(metrics, out / "metrics.png")
