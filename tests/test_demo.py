@@ -277,6 +277,7 @@ from coverhunter.demo.accompany import (  # noqa: E402
     Chord,
     Key,
     bass_line,
+    chord_part,
     diatonic_chords,
     drum_part,
     estimate_key,
@@ -374,6 +375,32 @@ def test_bass_plays_roots_and_fifths_in_the_bass_register(style: str) -> None:
     held = bass_line(segments, tune, "held")
     assert held[:, 0].tolist() == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0]
     assert bass_line(segments, tune, "root5")[:2, 2].tolist() == [48, 43]  # C3 then G2
+
+
+def test_hymn_harmonises_the_tune_in_four_parts_on_every_beat() -> None:
+    tune = _c_major_tune()
+    segments = harmonise(tune)
+    hymn = chord_part(segments, tune, "hymn")
+    onsets = sorted(set(hymn[:, 0].tolist()))
+    assert onsets == [0.5 * k for k in range(32)]            # a chord on every beat
+    for t in onsets:
+        voices = sorted(hymn[hymn[:, 0] == t, 2].astype(int).tolist())
+        chord = next(s.chord for s in segments if s.start <= t < s.end)
+        sounding = tune.notes[(tune.notes[:, 0] <= t) & (tune.notes[:, 0] + tune.notes[:, 1] > t)]
+        top = int(sounding[:, 2].max())
+        bass, tenor, alto = voices
+        assert {tenor % 12, alto % 12} <= set(chord.pcs)      # inner voices: chord tones
+        assert 3 <= top - alto <= 12 and 3 <= alto - tenor <= 12   # under the tune, spaced
+        assert bass % 12 == chord.root and 40 <= bass <= 51   # the root in E2-D#3
+    # the first beat: C5 over a C major chord -> G4 and E4 inside, C3 in the bass
+    assert sorted(hymn[hymn[:, 0] == 0.0, 2].astype(int).tolist()) == [48, 64, 67]
+    assert (hymn[:, 1] > 0).all() and (hymn[:, 0] + hymn[:, 1] <= 16.0).all()
+    # a bar of rest (bar 7 left out): voiced under the last note before it, B5 (83)
+    rest = dataclasses.replace(tune, notes=tune.notes[(tune.notes[:, 0] < 12.0) | (tune.notes[:, 0] >= 14.0)])
+    hymn = chord_part(harmonise(rest), rest, "hymn")
+    for t in (12.0, 12.5, 13.0, 13.5):
+        alto = max(hymn[hymn[:, 0] == t, 2])
+        assert 83 - 12 <= alto <= 83 - 3
 
 
 def test_drum_patterns_follow_the_beats() -> None:
@@ -485,6 +512,17 @@ def test_polyphonic_preset_draws_on_music_no_catalogue_trains_on() -> None:
     assert poly.split_fractions == {"train": 0.0, "val": 0.0, "test": 1.0} and poly.n_variant_works == 0
     assert poly.exclude_splits == ["train", "val", "test", "test_variants"]
     assert poly.out_dir not in (full.out_dir, large.out_dir)
+
+
+def test_homophonic_preset_harmonises_tunes_of_none_of_the_demo_works() -> None:
+    homo, full, large = (demo_params(RAW, size) for size in ("homophonic", "full", "large"))
+    assert homo.p_band == 1.0 and list(homo.chord_styles) == ["hymn"]
+    assert "hymn" not in full.chord_styles and "hymn" not in large.chord_styles  # their draws stay
+    assert homo.p_bass == homo.p_drums == homo.p_tacet == homo.p_second_chords == 0.0
+    assert not set(homo.soundfonts) & set(full.soundfonts)
+    assert homo.exclude_splits == ["train", "val", "test", "test_variants"]
+    assert homo.split_fractions == {"train": 0.0, "val": 0.0, "test": 1.0}
+    assert homo.out_dir not in (full.out_dir, large.out_dir)
 
 
 def test_an_excluding_preset_never_plays_the_reference_evaluation_tunes(built, tiny) -> None:

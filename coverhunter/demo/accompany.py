@@ -7,9 +7,10 @@ and recorded in the recipe; :func:`accompany` turns them into notes.
 
 - the harmony: :mod:`~coverhunter.demo.harmony` (key and one chord per bar);
 - chord parts in one of :data:`CHORD_STYLES` (strummed, arpeggiated, sustained pad,
-  rhythmic comping), a bass line in one of :data:`BASS_STYLES` (held roots, roots and
-  fifths, walking) and drums in one of :data:`DRUM_PATTERNS` on the General MIDI
-  percussion keys, following the tune's beats (simple or compound metre).
+  rhythmic comping, or hymn: the tune harmonised in four parts), a bass line in one of
+  :data:`BASS_STYLES` (held roots, roots and fifths, walking) and drums in one of
+  :data:`DRUM_PATTERNS` on the General MIDI percussion keys, following the tune's beats
+  (simple or compound metre).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ __all__ = ["BASS_STYLES", "CHORD_STYLES", "DRUM_PATTERNS", "Chord", "Key", "Segm
            "accompany", "bass_line", "chord_part", "diatonic_chords", "drum_part",
            "estimate_key", "harmonise"]
 
-CHORD_STYLES = ("strum", "arpeggio", "pad", "comp")
+CHORD_STYLES = ("strum", "arpeggio", "pad", "comp", "hymn")
 BASS_STYLES = ("held", "root5", "walking")
 DRUM_PATTERNS = ("rock", "folk", "brush", "march")
 
@@ -56,6 +57,25 @@ def _guitar_voicing(chord: Chord) -> list[int]:
     """Root in E2-D#3, then the chord tones above it up to an octave and a half."""
     root = _pitch(chord.root, 40)
     return [p for p in range(root, root + 20) if p % 12 in chord.pcs]
+
+
+def _top_pitch(notes: np.ndarray, t: float) -> int | None:
+    """The highest pitch of ``notes`` ``(n, 4)`` sounding at time ``t`` (None in a rest)."""
+    on = (notes[:, 0] <= t + _EPS) & (notes[:, 0] + notes[:, 1] > t + _EPS)
+    return int(notes[on, 2].max()) if on.any() else None
+
+
+def _under(chord: Chord, top: int, voices: int) -> list[int]:
+    """``voices`` chord tones stacked down from just under ``top``, each the nearest
+    chord tone at least a minor third below the one above it (alto, tenor)."""
+    out, above = [], top
+    for _ in range(voices):
+        p = above - 3
+        while p % 12 not in chord.pcs:
+            p -= 1
+        out.append(p)
+        above = p
+    return out
 
 
 def _beats_in(beats: np.ndarray, a: float, b: float) -> np.ndarray:
@@ -100,12 +120,16 @@ def chord_part(segments: list[Segment], tune: Tune, style: str) -> np.ndarray:
     - ``pad``: a close voicing (around middle C, nearest the previous chord) held for the
       chord's whole length;
     - ``comp``: short close-voiced stabs off the beat: on every subdivision but the first
-      of a beat, in triple time on beats 2 and 3 instead.
+      of a beat, in triple time on beats 2 and 3 instead;
+    - ``hymn``: the homophony of a hymn or chorale: on every beat two inner voices under
+      the tune's sounding note (chord tones a third or more apart) and the chord's root
+      in the bass (E2-D#3), held for the beat; in the tune's rests, under its last note.
     """
     beats, _, division = tune.grid()
     beat_s = float(np.median(np.diff(beats))) if beats.size > 1 else 0.5
     rows: list[tuple[float, float, int, float]] = []
     prev: list[int] | None = None
+    top = 72                                  # hymn: the tune's note sounding now (C5 before it starts)
     for n, seg in enumerate(segments):
         if style == "pad":
             if n and segments[n - 1].chord == seg.chord and rows:
@@ -122,7 +146,15 @@ def chord_part(segments: list[Segment], tune: Tune, style: str) -> np.ndarray:
         if not subs:
             continue
         sub_s = beat_s / division
-        if style == "strum":
+        if style == "hymn":
+            for t, _, j in subs:
+                if j:
+                    continue                  # a voicing per beat
+                top = _top_pitch(tune.notes, t) or top     # in a rest, under the last note
+                beat_end = min(t + beat_s, seg.end)
+                voices = [*_under(seg.chord, top, 2), _bass_pitch(seg.chord.root)]
+                rows += [(t, beat_end - t - 0.01, p, 70.0) for p in voices]
+        elif style == "strum":
             strings = _guitar_voicing(seg.chord)
             strokes = [(t, j == 0) for t, _, j in subs if j in (0, division - 1)]
             for s, (t, down) in enumerate(strokes):

@@ -16,7 +16,7 @@ from coverhunter.params import dataclass, section
 
 __all__ = ["MIX_PARTS", "PRESETS", "DemoParams", "demo_params", "reference_params"]
 
-PRESETS = ("tiny", "large", "polyphonic")  # the sizes besides full: each overrides keys of the full set
+PRESETS = ("tiny", "large", "polyphonic", "homophonic")  # the sizes besides full: each overrides keys of the full set
 MIX_PARTS = ("melody", "chords", "bass", "drums")  # the keys of demo.mix_db
 
 _RANGES = ("versions", "pass_s", "duration_s", "transpose", "tempo", "intro_s", "outro_s",
