@@ -502,27 +502,28 @@ def test_large_preset() -> None:
         build_catalogue(large, SR, "/nonexistent")
 
 
+def _generality_preset(size: str) -> tuple:
+    """A generality check's preset, with what both checks share asserted: every work
+    scored (no training split), none of the demo's tunes, a soundfont the demo's models
+    never heard, a folder of its own. Returns it with the full and large presets."""
+    check, full, large = (demo_params(RAW, s) for s in (size, "full", "large"))
+    assert check.split_fractions == {"train": 0.0, "val": 0.0, "test": 1.0} and check.n_variant_works == 0
+    assert check.exclude_splits == ["train", "val", "test", "test_variants"]
+    assert not set(check.soundfonts) & set(full.soundfonts)
+    assert check.out_dir not in (full.out_dir, large.out_dir) and "bach" not in check.collections
+    return check, full, large
+
+
 def test_polyphonic_preset_draws_on_music_no_catalogue_trains_on() -> None:
-    """The generality check: other collections than every training catalogue's, in a
-    soundfont the demo's models never heard, all of it scored (no training split)."""
-    poly, full, large = (demo_params(RAW, size) for size in ("polyphonic", "full", "large"))
+    poly, full, large = _generality_preset("polyphonic")
     assert not set(poly.collections) & (set(full.collections) | set(large.collections))
-    assert "bach" not in poly.collections
-    assert not set(poly.soundfonts) & set(full.soundfonts)
-    assert poly.split_fractions == {"train": 0.0, "val": 0.0, "test": 1.0} and poly.n_variant_works == 0
-    assert poly.exclude_splits == ["train", "val", "test", "test_variants"]
-    assert poly.out_dir not in (full.out_dir, large.out_dir)
 
 
 def test_homophonic_preset_harmonises_tunes_of_none_of_the_demo_works() -> None:
-    homo, full, large = (demo_params(RAW, size) for size in ("homophonic", "full", "large"))
+    homo, full, large = _generality_preset("homophonic")
     assert homo.p_band == 1.0 and list(homo.chord_styles) == ["hymn"]
     assert "hymn" not in full.chord_styles and "hymn" not in large.chord_styles  # their draws stay
     assert homo.p_bass == homo.p_drums == homo.p_tacet == homo.p_second_chords == 0.0
-    assert not set(homo.soundfonts) & set(full.soundfonts)
-    assert homo.exclude_splits == ["train", "val", "test", "test_variants"]
-    assert homo.split_fractions == {"train": 0.0, "val": 0.0, "test": 1.0}
-    assert homo.out_dir not in (full.out_dir, large.out_dir)
 
 
 def test_an_excluding_preset_never_plays_the_reference_evaluation_tunes(built, tiny) -> None:
