@@ -12,7 +12,9 @@ Steps, as `coverhunter identify` runs them (coverhunter/retrieval/search.py):
             45 s chunks without overlap (five: four and a short tail), `model.frame_pool` 3 and 1,
             on torch and on ONNX Runtime (`evaluate.runtime`)
             (identify's default chunking, `index.hop_s: 15`, embeds about twice as many);
-  retrieval chunk search (k = index.k) plus the exact re-ranking of a shortlist (`rank`).
+  retrieval chunk search (k = index.k) plus the exact re-ranking of a shortlist (`rank`),
+            with `fusion.weight` > 0 also the query's 2DFTM vector (`2DFTM` row) and the
+            shortlist re-ranked by the fused score (coverhunter/retrieval/fusion.py).
 The catalogue's vectors are synthetic (bench_search.py's ``--structure``: by default with
 the covariances measured on a trained model's catalogue vectors), 4 per track (45 s chunks
 of a 3-minute track); the index kind is
@@ -21,7 +23,8 @@ params.yaml's `index:` (`kind: auto`: flat below `auto_flat_below` vectors, else
 The index is saved and loaded back as `coverhunter identify` loads it: the faiss structure
 in memory, the float vectors memory-mapped from disk. Recall@10 is against exact search,
 over 200 chunks of catalogued works; memory is the faiss structure (a flat index holds the
-float vectors themselves); disk is the float vectors file. Times are the minimum and median
+float vectors themselves); disk is the float vectors file, and with fusion the tracks'
+2DFTM vectors (synthetic too, memory-mapped: a query reads its shortlist's). Times are the minimum and median
 of ``--repeats`` runs, the steps interleaved round by round in one process; torch and faiss
 use every core.
 """
@@ -47,6 +50,7 @@ from coverhunter.features.cqt import CQTFrontEnd, extract_cqt  # noqa: E402
 from coverhunter.model import CoverHunterNet  # noqa: E402
 from coverhunter.model.onnx import RUNTIMES, for_runtime  # noqa: E402
 from coverhunter.params import load_params  # noqa: E402
+from coverhunter.retrieval.fusion import Fusion, twodftm_vectors  # noqa: E402
 from coverhunter.retrieval.index import ChunkIndex, IndexSpec  # noqa: E402
 from coverhunter.retrieval.search import chunk_vectors, rank, recall_at  # noqa: E402
 
@@ -88,14 +92,25 @@ def gallery(n_tracks: int, d: int, p, rng: np.random.Generator, folder: Path, st
                          "start_s": (np.arange(len(x)) % CHUNKS_PER_TRACK) * CHUNK_S})
     tags["end_s"] = tags["start_s"] + CHUNK_S
     meta = {"chunk_s": CHUNK_S, "hop_s": CHUNK_S}
+    twodftm = unit_rows(n_tracks, 12 * p.baselines[p.fusion.profile].patch_frames, rng) \
+        if p.fusion.weight > 0 else None
     t0 = time.perf_counter()
-    index = ChunkIndex(x, tags, IndexSpec.from_params(p.index), meta)
+    index = ChunkIndex(x, tags, IndexSpec.from_params(p.index), meta, twodftm=twodftm)
     build_s = time.perf_counter() - t0
     index.save(folder)
     del index
     index = ChunkIndex.load(folder)
     exact = ChunkIndex(x, tags, IndexSpec("flat", 1, 1, 1, 1, 1), meta)
     return index, exact, build_s, works
+
+
+def unit_rows(n: int, dim: int, rng: np.random.Generator, block: int = 100_000) -> np.ndarray:
+    """``(n, dim)`` random non-negative unit float32 rows (2DFTM vectors are magnitudes)."""
+    out = np.empty((n, dim), np.float32)
+    for lo in range(0, n, block):
+        x = np.abs(rng.standard_normal((min(block, n - lo), dim), dtype=np.float32))
+        out[lo:lo + len(x)] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
 
 
 def catalogue_rows(n: int, d: int, p, rng: np.random.Generator, folder: Path, structure: str,
@@ -110,6 +125,11 @@ def catalogue_rows(n: int, d: int, p, rng: np.random.Generator, folder: Path, st
     queries = works.chunks(np.full(n_chunks, rng.integers(0, works.n)))
     probes = works.chunks(rng.integers(0, works.n, 200))
     codes = " over 8-bit codes, re-scored" if index.spec.compressed(len(index)) else ""
+    codes += ", fused" if index.twodftm is not None else ""
+    # the means are measured on a real catalogue; the time does not depend on them
+    fusion = Fusion(p.fusion.weight, 0.5, 0.05, p.baselines[p.fusion.profile]) \
+        if index.twodftm is not None else None
+    q_twodftm = None if fusion is None else index.twodftm[0]
     rows = []
     for ef in (ef_searches or [p.index.ef_search]) if index.kind == "hnsw" else [None]:
         kind = index.kind + codes
@@ -118,11 +138,12 @@ def catalogue_rows(n: int, d: int, p, rng: np.random.Generator, folder: Path, st
             kind = f"{index.kind} ef_search {ef}{codes}"
         times: dict[str, list[float]] = {}
         for _ in range(repeats + 1):
-            timed(lambda: rank(index, queries, starts, QUERY_S, p.index.k, p.index.shortlist, None, p.index.top),
-                  times, "retrieval")
+            timed(lambda: rank(index, queries, starts, QUERY_S, p.index.k, p.index.shortlist, None, p.index.top,
+                               fusion, q_twodftm), times, "retrieval")
         rows.append({"catalogue": f"{len(index):,} vectors", "index": kind,
                      "memory MB": round(len(faiss.serialize_index(index.faiss)) / 2**20),
-                     "disk MB": round(index.vectors.nbytes / 2**20),
+                     "disk MB": round((index.vectors.nbytes + (0 if index.twodftm is None else
+                                                               index.twodftm.nbytes)) / 2**20),
                      "recall@10": round(recall_at(index, exact, probes), 3),
                      "retrieval": round(min(times["retrieval"][1:]), 2)})
     return rows
@@ -161,6 +182,9 @@ def main() -> None:
             audio = timed(lambda: load_audio(path, p.features.sample_rate), steps, "decode")
             for kind, front in fronts.items():
                 feats = timed(lambda: extract_cqt([audio], front)[0], steps, f"CQT {kind}")
+            if p.fusion.weight > 0:
+                timed(lambda: twodftm_vectors([feats], p.baselines[p.fusion.profile], p.features.bins_per_octave),
+                      steps, "2DFTM of the query (late fusion)")
             for (fp, runtime), net in nets.items():
                 q, starts = timed(lambda: chunk_vectors(net, feats, CHUNK_S, CHUNK_S, fps, 8), steps,
                                   f"inference frame_pool {fp}, {runtime}")
@@ -177,6 +201,7 @@ def main() -> None:
     pre = parts["decode"][0] + parts[f"CQT {p.features.cqt}"][0]
     pre_wav = parts["decode, 16 kHz mono WAV"][0] + parts[f"CQT {p.features.cqt}"][0]
     infer = parts[f"inference frame_pool {p.model.frame_pool}, {p.evaluate.runtime}"][0]
+    fuse = parts["2DFTM of the query (late fusion)"][0] if p.fusion.weight > 0 else 0.0   # counted as retrieval
     for n in args.tracks:
         with tempfile.TemporaryDirectory() as tmp:
             found = catalogue_rows(n, d, p, rng, Path(tmp) / "index", args.structure, len(q), starts,
@@ -185,8 +210,8 @@ def main() -> None:
             for label, decode_cqt in [(f"this machine, {n:,} tracks", pre)] + \
                     [("the same, query as 16 kHz mono WAV", pre_wav)] * (n == args.tracks[-1]):
                 rows.append([label, c["catalogue"], c["index"], c["memory MB"], c["disk MB"], c["recall@10"],
-                             round(decode_cqt, 1), round(infer, 1), c["retrieval"],
-                             round(decode_cqt + infer + c["retrieval"], 1)])
+                             round(decode_cqt, 1), round(infer, 1), round(c["retrieval"] + fuse, 1),
+                             round(decode_cqt + infer + c["retrieval"] + fuse, 1)])
                 print(rows[-1], flush=True)
     print(f"\nTable III: the paper's row and this machine's ({p.features.cqt} CQT, paper-size encoder with "
           f"frame_pool {p.model.frame_pool} on {p.evaluate.runtime}, index.kind {p.index.kind}; minimum of "

@@ -10,7 +10,7 @@ import pytest
 
 from coverhunter.params import BaselineParams, EvalParams
 from coverhunter.retrieval import baselines as B
-from coverhunter.retrieval.evaluation import EvalSet
+from coverhunter.retrieval.evaluation import EvalSet, score_baselines
 from coverhunter.retrieval.metrics import track_distances
 
 FLOOR = -80.0
@@ -115,7 +115,7 @@ def test_versions_of_a_work_are_nearer_than_any_other_work(params):
             feats.append(melody_cqt(tune, 10, transpose=k, start=start, noise_db=1.0, rng=rng))
             works.append(f"w{w}")
             ids.append(f"w{w}-v{v}")
-    rows = B.score_baselines([EvalSet("synthetic", ids, works, feats)], params.baselines)
+    rows = score_baselines([EvalSet("synthetic", ids, works, feats)], params.baselines)
     assert set(rows) == {"baseline_2dftm", "baseline_chroma", "baseline_2dftm_tuned",
                          "baseline_chroma_tuned"}
     for name, sets in rows.items():

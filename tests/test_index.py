@@ -240,3 +240,40 @@ def test_a_sharded_index_ranks_as_one_index(tmp_path, n_shards):
     sims, rows = merge_top_k([a, b], 4)
     np.testing.assert_array_equal(rows, [[4, 2, 7, 9]])
     np.testing.assert_allclose(sims, [[0.9, 0.5, 0.5, 0.3]])
+
+
+def with_twodftm(index: ChunkIndex, seed=5) -> tuple[ChunkIndex, dict]:
+    """The index with a random unit 2DFTM-like vector per recording; also {recording: vector}."""
+    rng = np.random.default_rng(seed)
+    rows = unit(rng.normal(size=(len(index.recordings()), 8)))
+    return (ChunkIndex(index.vectors, index.tags, index.spec, index.meta, twodftm=rows),
+            dict(zip(index.recordings(), rows)))
+
+
+def test_each_recordings_2dftm_vector_follows_it_through_add_drop_save_and_shards(tmp_path):
+    """The per-recording vectors of late fusion stay with their recordings: after adding,
+    removing, saving and loading, and splitting into shards, each recording has its own."""
+    from coverhunter.retrieval.shards import split_by_recording
+    vecs, starts, ids, works, durations = catalogue()
+    full, own = with_twodftm(build(vecs, starts, ids, works, durations))
+
+    def held(index):
+        return {r: np.asarray(index.twodftm[i]) for i, r in enumerate(index.recordings())}
+
+    first = ChunkIndex.from_recordings(vecs[:8], starts[:8], CHUNK, ids[:8], works[:8], durations[:8],
+                                       spec(), META, np.stack([own[r] for r in ids[:8]]))
+    rest = ChunkIndex.from_recordings(vecs[6:], starts[6:], CHUNK, ids[6:], works[6:], durations[6:],
+                                      spec(), META, np.stack([own[r] for r in ids[6:]]))
+    for index in (first.add(rest), full.drop(["r03", "r10"]),
+                  ChunkIndex.load(full.save(tmp_path / "ix")), *split_by_recording(full, 3)):
+        got = held(index)
+        assert set(got) == set(index.recordings())
+        for r, v in got.items():
+            np.testing.assert_array_equal(v, own[r])
+    assert set(held(first.add(rest))) == set(ids)                 # r06, r07 replaced, not doubled
+    with pytest.raises(ValueError, match="2DFTM vectors"):
+        first.add(build(vecs[8:], starts[8:], ids[8:], works[8:], durations[8:]))
+    with pytest.raises(ValueError, match="3 2DFTM vectors for 12 recordings"):
+        ChunkIndex(full.vectors, full.tags, full.spec, META, twodftm=full.twodftm[:3])
+    plain = ChunkIndex.load(build(vecs, starts, ids, works, durations).save(tmp_path / "plain"))
+    assert plain.twodftm is None

@@ -23,6 +23,7 @@ from coverhunter.params.method import (
     EvalParams,
     FeatureParams,
     FineParams,
+    FusionParams,
     LossParams,
     ModelParams,
     TrainParams,
@@ -30,7 +31,7 @@ from coverhunter.params.method import (
 from coverhunter.params.ops import FlowParams, IndexParams, PretrainParams, ServeParams
 
 __all__ = ["AlignParams", "AugmentParams", "BaselineParams", "DataParams", "EvalParams", "FeatureParams",
-           "FineParams", "FlowParams", "IndexParams", "LossParams", "ModelParams", "Params",
+           "FineParams", "FlowParams", "FusionParams", "IndexParams", "LossParams", "ModelParams", "Params",
            "PretrainParams", "ServeParams", "TrainParams", "dataclass", "from_dict", "load", "load_params",
            "profiles", "section"]
 
@@ -43,6 +44,7 @@ class Params:
     train: TrainParams
     evaluate: EvalParams
     baselines: dict[str, BaselineParams]   # profile name -> constants (classic, tuned)
+    fusion: FusionParams
     align: AlignParams
     fine: FineParams
     augment: AugmentParams
@@ -94,7 +96,7 @@ def from_dict(raw: dict[str, Any]) -> Params:
     from coverhunter.demo.params import demo_params  # the demo's own checks (light import)
 
     classes = {"features": FeatureParams, "model": ModelParams, "loss": LossParams,
-               "train": TrainParams, "evaluate": EvalParams, "align": AlignParams,
+               "train": TrainParams, "evaluate": EvalParams, "fusion": FusionParams, "align": AlignParams,
                "fine": FineParams, "augment": AugmentParams, "data": DataParams,
                "index": IndexParams, "serve": ServeParams, "flow": FlowParams, "pretrain": PretrainParams}
     if not isinstance(raw, dict):
@@ -105,9 +107,13 @@ def from_dict(raw: dict[str, Any]) -> Params:
     unknown = sorted(set(raw) - {*classes, "baselines", "demo"})
     if unknown:
         raise ValueError(f"params: unknown section(s) {', '.join(unknown)}")
-    return Params(**{k: section(classes[k], raw[k], k) for k in classes},
-                  baselines=profiles(BaselineParams, raw["baselines"], "baselines"),
-                  demo=demo_params(raw))
+    params = Params(**{k: section(classes[k], raw[k], k) for k in classes},
+                    baselines=profiles(BaselineParams, raw["baselines"], "baselines"),
+                    demo=demo_params(raw))
+    if params.fusion.profile not in params.baselines:
+        raise ValueError(f"params: fusion.profile {params.fusion.profile!r} is not a baselines: profile "
+                         f"(known: {', '.join(params.baselines)})")
+    return params
 
 
 def load(path: str | Path = "params.yaml") -> tuple[Params, dict[str, Any]]:

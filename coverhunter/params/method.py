@@ -161,6 +161,15 @@ class BaselineParams:
 
 
 @dataclass
+class FusionParams:
+    """Late fusion of the final model with the 2DFTM (coverhunter/retrieval/fusion.py): the
+    ``fused`` row of evaluate and score, and the ranking of ``identify``."""
+    weight: Annotated[float, Field(ge=0, le=1)]   # share of the standardised 2DFTM distance; 0 = the model alone
+    profile: str           # the baselines: profile whose 2DFTM constants are fused
+    fit_recordings: Count  # the index stage measures both means on at most this many catalogue recordings
+
+
+@dataclass
 class AlignParams:
     """Coarse-to-fine chunk alignment [II-D]: which chunk pairs of two versions match."""
     threshold: Annotated[float, Field(ge=-1, le=1)]  # cosine similarity a chunk pair must exceed to be a match

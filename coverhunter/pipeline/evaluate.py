@@ -5,7 +5,9 @@ Scores the coarse and the fine model side by side (only the coarse one when
 `fine.enabled` is false) and, as references, an untrained network of the same
 shape, the training-free baselines of `coverhunter.retrieval.baselines` (rows `baseline_2dftm`,
 `baseline_chroma`, and `*_tuned` for each further profile of `baselines:`) and, with
-`train.init: pretrained`, the shipped checkpoint as it is (row `pretrained`). Besides val
+`train.init: pretrained`, the shipped checkpoint as it is (row `pretrained`). Row `fused`
+is the final model's distance fused with the 2DFTM's (`fusion:`, coverhunter/retrieval/fusion.py),
+what `identify` ranks by. Besides val
 and the test sets, every row is also scored on
 `train_works`: a fixed sample of `evaluate.train_works` training works (drawn with
 `train.seed`, all their versions), so over- and under-fitting show. Writes
@@ -46,14 +48,14 @@ from coverhunter.params import Params
 from coverhunter.pipeline.layout import FEATURES, MODELS, PARAMS, PLOTS, REPORTS, load, validated_manifest, write_json
 from coverhunter.reporting.plots import plot_embedding_maps, plot_metrics
 from coverhunter.reporting.tables import flatten_metrics
-from coverhunter.retrieval.baselines import score_baselines
 from coverhunter.retrieval.embedding_map import recording_vectors, tsne_map
-from coverhunter.retrieval.evaluation import EvalSet, embed_set, score_set, search_of, sets_from_manifest
+from coverhunter.retrieval.evaluation import EvalSet, evaluate_sets, score_baselines, score_fused, sets_from_manifest
 from coverhunter.training.loop import seed_everything
 
-SECTIONS = ("features", "model", "evaluate", "baselines", "data")
+SECTIONS = ("features", "model", "evaluate", "baselines", "fusion", "data")
 METRICS_JSON = REPORTS / "metrics.json"
 TRAIN_WORKS = "train_works"     # the set name of the sampled training works
+FUSED = "fused"                 # the row of the final model fused with the 2DFTM (retrieval/fusion.py)
 
 
 def untrained(p: Params, config: dict | None = None) -> CoverHunterNet:
@@ -100,13 +102,6 @@ def current_sets(p: Params) -> list[EvalSet]:
     return sets
 
 
-def score_model(net: CoverHunterNet, sets: Sequence[EvalSet], p: Params,
-                device: str) -> tuple[dict, dict]:
-    """``({set: metrics}, {set: chunk embeddings})`` of one model on every set."""
-    chunks = {s.name: embed_set(net, s, p.evaluate, p.features.frame_rate, device) for s in sets}
-    return {s.name: score_set(s, chunks[s.name], *search_of(p)) for s in sets}, chunks
-
-
 def run(params_path: str | Path = PARAMS, promote: bool = True) -> dict:
     """Score, plot and log; with ``promote`` also register the final model (``challenge``)
     and close the pipeline's MLflow parent run. Returns ``metrics`` ({model: {set: ...}}),
@@ -121,16 +116,19 @@ def run(params_path: str | Path = PARAMS, promote: bool = True) -> dict:
         candidates["pretrained"] = load_model(pretrained_checkpoint(p.train.pretrained))
     candidates |= {m: load_model(MODELS / m / "model.pt") for m in models}
     main = next(s for s in sets if s.name == p.data.main_test_set)
+    final = models[-1]
     scored, maps = {}, {}
     for name, net in candidates.items():
-        scored[name], chunks = score_model(net, sets, p, device)
+        scored[name], chunks = evaluate_sets(net, sets, p, device)
         if name in models:                              # Fig. 3: the trained models' maps
             maps[name] = tsne_map(recording_vectors(chunks[main.name]),
                                   p.evaluate.tsne_perplexity, p.train.seed)
+        if name == final:                               # the final model with the 2DFTM
+            scored[FUSED] = {s.name: score_fused(s, chunks[s.name], p) for s in sets}
     # rows: the references (untrained, training-free baselines), then the trained models
     metrics = ({"untrained": scored["untrained"]}
                | score_baselines(sets, p.baselines, p.features.bins_per_octave)
-               | {m: scored[m] for m in candidates if m != "untrained"})
+               | {m: scored[m] for m in scored if m != "untrained"})
     write_json(METRICS_JSON, metrics)
     PLOTS.mkdir(parents=True, exist_ok=True)
     png = plot_metrics(metrics, PLOTS / "metrics.png")
@@ -138,7 +136,6 @@ def run(params_path: str | Path = PARAMS, promote: bool = True) -> dict:
                                      f"t-SNE of the {main.name} set, one point per recording, "
                                      "coloured by work")]
 
-    final = models[-1]
     checkpoint = MODELS / final / "model.pt"
     tracking.configure(Path.cwd())
     key = tracking.pipeline_key(raw)
@@ -166,7 +163,7 @@ def measure_champion(p: Params, sets: Sequence[EvalSet], device: str,
     try:
         with tempfile.TemporaryDirectory(prefix="coverhunter-champion-") as tmp:
             net = load_model(registry.download_checkpoint(registry.version_uri(version, name), tmp))
-        metrics, _ = score_model(net, sets, p, device)
+        metrics, _ = evaluate_sets(net, sets, p, device)
     except Exception as err:   # noqa: BLE001  (recorded as the reason the champion is kept)
         return ChampionMeasurement(version, None, None, f"{type(err).__name__}: {err}")
     return ChampionMeasurement(version, float(metrics[p.data.main_test_set]["mAP"]), metrics)

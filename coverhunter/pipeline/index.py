@@ -2,7 +2,10 @@
 registered model, in a faiss index (`artifacts/index`), with the `cover` / `no match`
 threshold calibrated on the validation works at `index.target_far`; its false-accept and
 false-reject rates on each test set (works held out of the catalogue as true negatives)
-in `reports/index.json`. `coverhunter index add | remove` change the catalogue in place."""
+in `reports/index.json`. The index also holds each recording's 2DFTM vector and the late
+fusion fitted on the catalogue (`fusion:`, coverhunter/retrieval/fusion.py): identify ranks,
+and the threshold is calibrated, by the fused score. `coverhunter index add | remove`
+change the catalogue in place."""
 from __future__ import annotations
 
 import dataclasses
@@ -19,14 +22,16 @@ from coverhunter.features.extract import load_features, read_index
 from coverhunter.mlops import registry, tracking
 from coverhunter.model.checkpoint import load_model, resolve_device
 from coverhunter.model.onnx import for_runtime
-from coverhunter.params import Params
+from coverhunter.params import BaselineParams, Params
 from coverhunter.pipeline.layout import FEATURES, MODELS, REPORTS, load, validated_manifest, write_json
+from coverhunter.retrieval.fusion import baseline_distances, fit_catalogue, twodftm_vectors
 from coverhunter.retrieval.index import ChunkIndex, IndexSpec
 from coverhunter.retrieval.inference import embed_recordings
 from coverhunter.retrieval.metrics import retrieval_metrics, track_distances
 from coverhunter.retrieval.search import (
     calibrate,
     index_distances,
+    index_fusion,
     index_meta,
     open_set_rates,
     open_set_scores,
@@ -62,14 +67,30 @@ def embed_rows(p: Params, rows: pd.DataFrame, model_path: Path, features_dir: Pa
 Embedder = Callable[[Params, pd.DataFrame, Path, Path], tuple[list, list, list]]
 
 
+def fusion_constants(p: Params) -> BaselineParams:
+    """The 2DFTM constants of ``fusion.profile``."""
+    return p.baselines[p.fusion.profile]
+
+
+def twodftm_rows(p: Params, rows: pd.DataFrame, constants: BaselineParams,
+                 features_dir: Path = FEATURES) -> np.ndarray:
+    """One 2DFTM vector per manifest row ``(n, D)``, from its stored features."""
+    ids = rows["recording_id"].tolist()
+    return twodftm_vectors(load_features(features_dir, ids, read_index(features_dir)), constants,
+                           p.features.bins_per_octave)
+
+
 def build(p: Params, rows: pd.DataFrame, model_path: Path, meta: dict,
-          features_dir: Path = FEATURES, embed: Embedder = embed_rows) -> ChunkIndex:
+          features_dir: Path = FEATURES, embed: Embedder = embed_rows,
+          constants: BaselineParams | None = None) -> ChunkIndex:
     """The index of manifest ``rows``; ``embed`` computes their vectors (:func:`embed_rows`
-    here, or its shards on a cluster: flows/index.py)."""
+    here, or its shards on a cluster: flows/index.py); with ``constants``, also their 2DFTM
+    vectors."""
     vectors, starts, durations = embed(p, rows, model_path, features_dir)
+    twodftm = None if constants is None else twodftm_rows(p, rows, constants, features_dir)
     return ChunkIndex.from_recordings(vectors, starts, p.index.chunk_s, rows["recording_id"].tolist(),
                                       rows["work_id"].tolist(), durations,
-                                      IndexSpec.from_params(p.index), meta)
+                                      IndexSpec.from_params(p.index), meta, twodftm)
 
 
 def query_vectors(index: ChunkIndex, p: Params, rows: pd.DataFrame, model_path: Path) -> list[np.ndarray]:
@@ -81,11 +102,37 @@ def query_vectors(index: ChunkIndex, p: Params, rows: pd.DataFrame, model_path: 
     return embed_rows(p, rows, model_path)[0]
 
 
-def open_set(index: ChunkIndex, queries: pd.DataFrame, q_vectors: list[np.ndarray]):
+def query_twodftm(index: ChunkIndex, p: Params, rows: pd.DataFrame) -> np.ndarray | None:
+    """2DFTM vectors of manifest ``rows`` ``(n, D)`` for the index's fusion: the index's own
+    when it holds them all, else from the stored features; None without fusion."""
+    fusion = index_fusion(index)
+    if fusion is None:
+        return None
+    ids = rows["recording_id"].tolist()
+    if set(ids) <= set(index.recordings()):
+        number = {r: i for i, r in enumerate(index.recordings())}
+        return np.asarray(index.twodftm[[number[r] for r in ids]])
+    return twodftm_rows(p, rows, fusion.constants)
+
+
+def track_similarities(index: ChunkIndex, q_vectors: list[np.ndarray], q_twodftm: np.ndarray | None,
+                       gallery: list[str]) -> np.ndarray:
+    """Scores ``(n_q, n_gallery)`` as identify computes them, for every gallery recording:
+    the closest chunk pair's similarity, fused with the 2DFTM when the index has fusion."""
+    sim = 1.0 - track_distances(q_vectors, [index.vectors[index.rows_of(r)] for r in gallery])
+    fusion = index_fusion(index)
+    if fusion is None:
+        return sim
+    number = {r: i for i, r in enumerate(index.recordings())}
+    g_twodftm = np.asarray(index.twodftm[[number[r] for r in gallery]])
+    return 1.0 - fusion.distances(1.0 - sim, baseline_distances(q_twodftm, g_twodftm))
+
+
+def open_set(index: ChunkIndex, queries: pd.DataFrame, q_vectors: list[np.ndarray],
+             q_twodftm: np.ndarray | None = None):
     """Per query recording: its best score among other works and among its own."""
     gallery = index.recordings()
-    g_vectors = [index.vectors[index.rows_of(r)] for r in gallery]
-    sim = 1.0 - track_distances(q_vectors, g_vectors)
+    sim = track_similarities(index, q_vectors, q_twodftm, gallery)
     return open_set_scores(sim, queries["work_id"], _works(index, gallery), queries["recording_id"], gallery)
 
 
@@ -112,15 +159,18 @@ def test_set_report(index: ChunkIndex, p: Params, q: pd.DataFrame, model_path: P
     """One test set: open-set error rates at the threshold; leave-one-out ranking within
     the set through the index and exactly (same vectors); snippets against the whole
     catalogue; recall@10 of the chunk search against exact search."""
-    vectors = query_vectors(index, p, q, model_path)
+    vectors, twodftm = query_vectors(index, p, q, model_path), query_twodftm(index, p, q)
     ids, works = q["recording_id"].tolist(), q["work_id"].tolist()
-    out = open_set_rates(*open_set(index, q, vectors), threshold)
+    out = open_set_rates(*open_set(index, q, vectors, twodftm), threshold)
     # a ranking needs every distance: a flat index fetches all (= exact), another index.k
     d, gallery = index_distances(index, vectors, len(index) if index.kind == "flat" else p.index.k)
     if set(ids) <= set(gallery):
         cols = [gallery.index(r) for r in ids]
         out["through_index"] = _metrics(retrieval_metrics(d[:, cols], works, works, ids, ids))
         out["exact"] = _metrics(retrieval_metrics(track_distances(vectors, vectors), works, works, ids, ids))
+        if twodftm is not None:         # as identify ranks: fused, the scales the catalogue's
+            fused = 1.0 - track_similarities(index, vectors, twodftm, ids)
+            out["fused"] = _metrics(retrieval_metrics(fused, works, works, ids, ids))
     d, gallery = index_distances(index, snippets(p, q, model_path), p.index.k)
     out[f"snippets_{p.index.snippet_s:g}s"] = _metrics(
         retrieval_metrics(d, works, _works(index, gallery), ids, gallery))   # its own recording left out
@@ -138,17 +188,21 @@ def run(params_path: str | Path = "params.yaml", progress: bool = True, embed: E
     tracking.configure(Path.cwd())
     model_version = registry.version_of(file_sha1(model_path))   # None when it was not registered
     meta = index_meta(model_path, p, model_version) | {"built": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-    index = build(p, rows, model_path, meta, embed=embed)
+    constants = fusion_constants(p)
+    index = build(p, rows, model_path, meta, embed=embed, constants=constants)
+    fusion = fit_catalogue([index.vectors[index.rows_of(r)] for r in index.recordings()], index.twodftm,
+                           p.fusion.weight, constants, p.fusion.fit_recordings, p.train.seed)
+    index.meta["fusion"] = fusion.as_dict()
 
     val = df[df["split"] == p.data.val_split].sort_values("recording_id")
-    neg, pos = open_set(index, val, query_vectors(index, p, val, model_path))
+    neg, pos = open_set(index, val, query_vectors(index, p, val, model_path), query_twodftm(index, p, val))
     threshold = calibrate(neg, p.index.target_far)
     index.meta.update(threshold=threshold, target_far=p.index.target_far)
     index.save(INDEX)
     exact = index if index.kind == "flat" else ChunkIndex(index.vectors, index.tags,
                                                           dataclasses.replace(index.spec, kind="flat"), index.meta)
     summary = {"kind": index.kind, "model_version": model_version, "n_vectors": len(index),
-               "n_recordings": len(index.recordings()),
+               "n_recordings": len(index.recordings()), "fusion": fusion.as_dict(),
                "threshold": threshold, "target_far": p.index.target_far,
                "val": open_set_rates(neg, pos, threshold)}
     for name in p.data.test_sets:
@@ -156,7 +210,7 @@ def run(params_path: str | Path = "params.yaml", progress: bool = True, embed: E
         if len(q):
             summary[name] = test_set_report(index, p, q, model_path, threshold, exact)
     write_json(SUMMARY, summary)
-    used = {s: raw[s] for s in ("index", "features", "data")}
+    used = {s: raw[s] for s in ("index", "features", "data", "fusion")}
     with tracking.stage_run("index", tracking.pipeline_key(raw), used,
                             tags={"model_sha1": meta["model_sha1"], "model_version": str(model_version)}):
         tracking.log({f"{s}.{k}": v for s, m in summary.items() if isinstance(m, dict)
@@ -177,7 +231,9 @@ def change(params_path: str | Path, add: str | Path | None = None, remove: list[
     if add:
         rows, _, _, cache = prepare_manifest(add, p, REPORTS / "index_add")
         model_path = final_model(p)
-        new = build(p, rows.sort_values("recording_id"), model_path, index_meta(model_path, p), cache)
+        fusion = index_fusion(index)
+        new = build(p, rows.sort_values("recording_id"), model_path, index_meta(model_path, p), cache,
+                    constants=None if fusion is None else fusion.constants)
         index = index.add(new)          # keeps the index's own meta (threshold, model version)
     index.save(INDEX)
     return {"n_vectors": len(index), "n_recordings": len(index.recordings())}

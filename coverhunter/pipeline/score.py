@@ -8,8 +8,9 @@ stop the run). Features are extracted into a cache of that manifest's own
 another's features. Every split
 other than `data.train_split` is scored as a test set, leave-one-out, with the pipeline's
 inference settings, beside the reference rows: `untrained` (the model's architecture with
-random weights, as `evaluate` draws them) and the training-free ones of
-`coverhunter.retrieval.baselines` (`baseline_2dftm`, `baseline_chroma`, from the same features). Writes
+random weights, as `evaluate` draws them), the training-free ones of
+`coverhunter.retrieval.baselines` (`baseline_2dftm`, `baseline_chroma`, from the same features)
+and `fused`, the scored model with the 2DFTM (`fusion:`, coverhunter/retrieval/fusion.py). Writes
 `<out>/metrics.json`, `<out>/validation.{json,md}` and a plot, and logs them to MLflow as a
 `score` run.
 """
@@ -26,12 +27,11 @@ from coverhunter.features.extract import extract_catalogue
 from coverhunter.mlops import registry, tracking
 from coverhunter.model.checkpoint import load_model, resolve_device
 from coverhunter.params import Params
-from coverhunter.pipeline.evaluate import untrained
+from coverhunter.pipeline.evaluate import FUSED, untrained
 from coverhunter.pipeline.layout import ARTIFACTS, PARAMS, REPORTS, fingerprint, load, write_json
 from coverhunter.reporting.plots import plot_metrics
 from coverhunter.reporting.tables import flatten_metrics
-from coverhunter.retrieval.baselines import score_baselines
-from coverhunter.retrieval.evaluation import evaluate_sets, sets_from_manifest
+from coverhunter.retrieval.evaluation import evaluate_sets, score_baselines, score_fused, sets_from_manifest
 
 SCORE_FEATURES = ARTIFACTS / "score_features"
 
@@ -89,13 +89,15 @@ def run(manifest: str | Path, model: str = "champion", out: str | Path = REPORTS
         net = resolve_model(model, Path(tmp))
     df, splits, report_md, cache = prepare_manifest(manifest, p, out, progress)
     sets = sets_from_manifest(df, splits, cache)
-    metrics = {row_name(model): evaluate_sets(net, sets, p, device),
-               "untrained": evaluate_sets(untrained(p, net.config), sets, p, device)}
+    scored, chunks = evaluate_sets(net, sets, p, device)
+    metrics = {row_name(model): scored,
+               "untrained": evaluate_sets(untrained(p, net.config), sets, p, device)[0],
+               FUSED: {s.name: score_fused(s, chunks[s.name], p) for s in sets}}
     metrics |= score_baselines(sets, p.baselines, p.features.bins_per_octave)
     write_json(out / "metrics.json", metrics)
     png = plot_metrics(metrics, out / "metrics.png")
     key = f"score-{fingerprint(str(Path(manifest).resolve()), model)}"
-    with tracking.stage_run("score", key, {s: raw[s] for s in ("features", "evaluate", "baselines")},
+    with tracking.stage_run("score", key, {s: raw[s] for s in ("features", "evaluate", "baselines", "fusion")},
                             tags={"manifest": str(Path(manifest).resolve()), "model": model}):
         tracking.log(flatten_metrics(metrics), [out / "metrics.json", png, report_md])
     tracking.end_parent_run(key)

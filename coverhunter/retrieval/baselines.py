@@ -2,7 +2,7 @@
 
 They are reference rows beside the trained models in the ``evaluate`` stage and
 ``coverhunter score``: a trained model that does not beat them has learned little. Both turn a
-recording into vectors that ``coverhunter.retrieval.evaluation.score_set`` compares like chunk
+recording into vectors that ``coverhunter.retrieval.evaluation`` compares like chunk
 embeddings (cosine distance, the smallest over vector pairs):
 
 - ``2dftm`` — the 2-D Fourier transform magnitude of chroma patches (Bertin-Mahieux &
@@ -29,12 +29,11 @@ for ``classic``, ``baseline_2dftm_tuned`` and so on for the others.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from coverhunter.params import BaselineParams
-from coverhunter.retrieval.evaluation import EvalSet, score_set
 
 BASELINES = ("2dftm", "chroma")
 ROW_PREFIX = "baseline_"    # metrics.json row name: baseline_2dftm, baseline_chroma
@@ -123,13 +122,3 @@ def row_name(method: str, profile: str) -> str:
     """metrics.json row of a method under a profile: ``baseline_2dftm`` (classic),
     ``baseline_2dftm_tuned``."""
     return ROW_PREFIX + method + ("" if profile == CLASSIC else f"_{profile}")
-
-
-def score_baselines(sets: Sequence[EvalSet], profiles: Mapping[str, BaselineParams],
-                    bins_per_octave: int = 12) -> dict[str, dict[str, dict[str, float | int]]]:
-    """``{row: {set: metrics}}`` of every baseline under every profile on every set, scored
-    with the models' metric function (leave-one-out within each set)."""
-    return {row_name(name, profile): {s.name: score_set(s, baseline_vectors(name, s.features, p,
-                                                                              bins_per_octave))
-                                      for s in sets}
-            for profile, p in profiles.items() for name in BASELINES}

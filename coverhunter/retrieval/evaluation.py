@@ -3,7 +3,7 @@ track distance, leave-one-out retrieval within each set (every recording is a qu
 against all the others of its set)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +13,9 @@ import pandas as pd
 from coverhunter.features.extract import load_features, read_index
 from coverhunter.model import CoverHunterNet
 from coverhunter.model.onnx import for_runtime
-from coverhunter.params import EvalParams, Params
+from coverhunter.params import BaselineParams, EvalParams, Params
+from coverhunter.retrieval.baselines import BASELINES, baseline_vectors, row_name
+from coverhunter.retrieval.fusion import baseline_distances, fit_square, twodftm_vectors
 from coverhunter.retrieval.index import ChunkIndex, IndexSpec
 from coverhunter.retrieval.inference import embed_recordings
 from coverhunter.retrieval.metrics import retrieval_metrics, track_distances
@@ -66,14 +68,30 @@ def set_distances(chunks: Sequence[np.ndarray], through: IndexSpec | None = None
     return d[:, np.argsort([int(g) for g in gallery])]
 
 
-def score_set(s: EvalSet, chunks: Sequence[np.ndarray], through: IndexSpec | None = None,
-              k: int = 0) -> dict[str, float | int]:
-    """mAP, MR1, HR1, P10 (and query counts) of one set's chunk embeddings, leave-one-out."""
-    d = set_distances(chunks, through, k)
+def set_metrics(s: EvalSet, d: np.ndarray) -> dict[str, float | int]:
+    """mAP, MR1, HR1, P10 (and query counts) of one set's leave-one-out distances ``(n, n)``."""
     m = retrieval_metrics(d, s.work_ids, s.work_ids, s.recording_ids, s.recording_ids)
     m["n_recordings"] = len(s.recording_ids)
     m["n_works"] = len(set(s.work_ids))
     return m
+
+
+def score_set(s: EvalSet, chunks: Sequence[np.ndarray], through: IndexSpec | None = None,
+              k: int = 0) -> dict[str, float | int]:
+    """mAP, MR1, HR1, P10 (and query counts) of one set's chunk embeddings, leave-one-out."""
+    return set_metrics(s, set_distances(chunks, through, k))
+
+
+def score_fused(s: EvalSet, chunks: Sequence[np.ndarray], p: Params) -> dict[str, float | int]:
+    """The ``fused`` row on one set: the model's leave-one-out distances (``evaluate.search``)
+    fused with the 2DFTM's (``fusion:``), both scales measured on the set itself, which
+    is its own catalogue here."""
+    constants = p.baselines[p.fusion.profile]
+    d_model = set_distances(chunks, *search_of(p))
+    vectors = twodftm_vectors(s.features, constants, p.features.bins_per_octave)
+    d_baseline = baseline_distances(vectors, vectors)
+    fusion = fit_square(d_model, d_baseline, p.fusion.weight, constants)
+    return set_metrics(s, fusion.distances(d_model, d_baseline))
 
 
 def search_of(p: Params) -> tuple[IndexSpec | None, int]:
@@ -87,6 +105,17 @@ def evaluate_set(model: CoverHunterNet, s: EvalSet, p: Params, device: str = "cp
 
 
 def evaluate_sets(model: CoverHunterNet, sets: Sequence[EvalSet], p: Params,
-                  device: str = "cpu") -> dict[str, dict[str, float | int]]:
-    """Metrics per set name."""
-    return {s.name: evaluate_set(model, s, p, device) for s in sets}
+                  device: str = "cpu") -> tuple[dict[str, dict[str, float | int]], dict[str, list[np.ndarray]]]:
+    """``({set: metrics}, {set: chunk embeddings})`` of one model on every set."""
+    chunks = {s.name: embed_set(model, s, p.evaluate, p.features.frame_rate, device) for s in sets}
+    return {s.name: score_set(s, chunks[s.name], *search_of(p)) for s in sets}, chunks
+
+
+def score_baselines(sets: Sequence[EvalSet], profiles: Mapping[str, BaselineParams],
+                    bins_per_octave: int = 12) -> dict[str, dict[str, dict[str, float | int]]]:
+    """``{row: {set: metrics}}`` of every baseline under every profile on every set, scored
+    with the models' metric function (leave-one-out within each set)."""
+    return {row_name(name, profile): {s.name: score_set(s, baseline_vectors(name, s.features, p,
+                                                                              bins_per_octave))
+                                      for s in sets}
+            for profile, p in profiles.items() for name in BASELINES}

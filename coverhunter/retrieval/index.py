@@ -9,7 +9,8 @@ less memory), and each query's ``refine`` best candidates are re-scored with the
 vectors, so the similarities returned are exact. The float vectors are kept beside the
 faiss structure (``vectors.npy``, memory-mapped when loaded: only the rows a query reads
 come into memory), so the exact re-ranking needs no second store and adding or removing
-recordings never embeds the catalogue again.
+recordings never embeds the catalogue again. An index may also hold one 2DFTM vector per
+recording (``twodftm.npy``), for late fusion (:mod:`coverhunter.retrieval.fusion`).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import pandas as pd
 from coverhunter.atomic import replacing
 
 TAG_COLUMNS = ["recording_id", "work_id", "start_s", "end_s"]
-VECTORS, TAGS, META, FAISS = "vectors.npy", "tags.parquet", "index.json", "faiss.index"
+VECTORS, TAGS, META, FAISS, TWODFTM = "vectors.npy", "tags.parquet", "index.json", "faiss.index", "twodftm.npy"
 IDENTITY = ("model_sha1", "features_hash", "chunk_s", "hop_s")   # what makes two vectors comparable
 
 
@@ -98,10 +99,12 @@ class ChunkIndex:
 
     ``meta`` records what the vectors were made with (model, features, chunking); a query
     is embedded the same way or refused (:mod:`coverhunter.retrieval.search`).
-    ``built``: a faiss structure already made over these vectors (a saved index's)."""
+    ``built``: a faiss structure already made over these vectors (a saved index's).
+    ``twodftm``: ``(n_recordings, D)`` one 2DFTM vector per recording, in the order of
+    :meth:`recordings`, or None."""
 
     def __init__(self, vectors: np.ndarray, tags: pd.DataFrame, spec: IndexSpec, meta: dict,
-                 built: faiss.Index | None = None):
+                 built: faiss.Index | None = None, twodftm: np.ndarray | None = None):
         if len(vectors) != len(tags):
             raise ValueError(f"{len(vectors)} vectors but {len(tags)} tags")
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)   # a memory map stays one
@@ -114,16 +117,21 @@ class ChunkIndex:
         by_recording = np.argsort(self.recording_of, kind="stable")
         self.rows_by_number = np.split(by_recording, np.cumsum(np.bincount(self.recording_of))[:-1])
         self._rows = dict(zip(self.recording_names, self.rows_by_number))       # recording -> rows
+        if twodftm is not None and len(twodftm) != len(self.recording_names):
+            raise ValueError(f"{len(twodftm)} 2DFTM vectors for {len(self.recording_names)} recordings")
+        self.twodftm = twodftm
         self.work_of_row = self.tags["work_id"].to_numpy()
         self.span_of_row = self.tags[["start_s", "end_s"]].to_numpy(np.float64)   # (n, 2) seconds
 
     @classmethod
     def from_recordings(cls, chunks: Sequence[np.ndarray], starts_s: Sequence[np.ndarray],
                         chunk_s: float, recording_ids: Sequence[str], work_ids: Sequence[str],
-                        durations_s: Sequence[float], spec: IndexSpec, meta: dict) -> ChunkIndex:
-        """From per-recording chunk vectors ``(n_i, d)`` and their start times (s)."""
+                        durations_s: Sequence[float], spec: IndexSpec, meta: dict,
+                        twodftm: np.ndarray | None = None) -> ChunkIndex:
+        """From per-recording chunk vectors ``(n_i, d)`` and their start times (s);
+        ``twodftm``: one row per recording, in the same order."""
         vectors, tags = _stack(chunks, starts_s, chunk_s, recording_ids, work_ids, durations_s)
-        return cls(vectors, tags, spec, meta)
+        return cls(vectors, tags, spec, meta, twodftm=twodftm)
 
     def __len__(self) -> int:
         return len(self.vectors)
@@ -156,9 +164,14 @@ class ChunkIndex:
     def add(self, other: ChunkIndex) -> ChunkIndex:
         """This index with ``other``'s recordings added (replacing any with the same id)."""
         _check_same(self.meta, other.meta)
+        if (self.twodftm is None) != (other.twodftm is None):
+            raise ValueError("one index holds 2DFTM vectors and the other does not: rebuild the "
+                             "index (`coverhunter index build`)")
         kept = self.drop([r for r in other.recordings() if r in self._rows])
         vectors = np.concatenate([kept.vectors, other.vectors])
-        return ChunkIndex(vectors, pd.concat([kept.tags, other.tags]), self.spec, self.meta)
+        twodftm = None if self.twodftm is None else np.concatenate([kept.twodftm, other.twodftm])
+        return ChunkIndex(vectors, pd.concat([kept.tags, other.tags]), self.spec, self.meta,
+                          twodftm=twodftm)
 
     def drop(self, recording_ids: Sequence[str]) -> ChunkIndex:
         """This index without ``recording_ids`` (unknown ids are an error naming them)."""
@@ -166,8 +179,14 @@ class ChunkIndex:
         if unknown:
             raise KeyError(f"not in the index: {', '.join(unknown[:10])}"
                            + (f" (+{len(unknown) - 10} more)" if len(unknown) > 10 else ""))
-        keep = ~self.tags["recording_id"].isin(set(recording_ids)).to_numpy()
-        return ChunkIndex(self.vectors[keep], self.tags[keep], self.spec, self.meta)
+        return self.subset(set(self._rows) - set(recording_ids))
+
+    def subset(self, recording_ids: set[str]) -> ChunkIndex:
+        """This index with only the recordings in ``recording_ids``, in their present order."""
+        keep = self.tags["recording_id"].isin(recording_ids).to_numpy()
+        twodftm = None if self.twodftm is None else \
+            self.twodftm[np.isin(self.recording_names, list(recording_ids))]
+        return ChunkIndex(self.vectors[keep], self.tags[keep], self.spec, self.meta, twodftm=twodftm)
 
     def save(self, folder: str | Path) -> Path:
         """Write ``vectors.npy``, ``tags.parquet`` and ``index.json`` (spec and meta), and for
@@ -179,6 +198,8 @@ class ChunkIndex:
                "n_vectors": len(self), "n_recordings": len(self._rows)}
         with replacing(folder) as (new,):
             np.save(new / VECTORS, self.vectors)
+            if self.twodftm is not None:
+                np.save(new / TWODFTM, np.asarray(self.twodftm, dtype=np.float32))
             self.tags.to_parquet(new / TAGS, index=False)
             if self.kind != "flat":
                 on_cpu = faiss.index_gpu_to_cpu(self.faiss) if _on_gpu(self.kind) else self.faiss
@@ -197,8 +218,9 @@ class ChunkIndex:
         built = faiss.read_index(str(folder / FAISS)) if (folder / FAISS).is_file() else None
         if built is not None and built.ntotal != doc["n_vectors"]:
             built = None                                   # not this index's: rebuilt from the vectors
+        twodftm = np.load(folder / TWODFTM, mmap_mode="r") if (folder / TWODFTM).is_file() else None
         return cls(np.load(folder / VECTORS, mmap_mode="r"), pd.read_parquet(folder / TAGS),
-                   IndexSpec(**doc["spec"]), doc["meta"], built)
+                   IndexSpec(**doc["spec"]), doc["meta"], built, twodftm)
 
 
 def _stack(chunks, starts_s, chunk_s, recording_ids, work_ids, durations_s) -> tuple[np.ndarray, pd.DataFrame]:

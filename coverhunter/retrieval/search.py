@@ -4,8 +4,9 @@ of, how sure, and where does it match.
 The query's chunks are embedded as the index's were, each finds its ``k`` nearest
 catalogue chunks, recordings are scored by the paper's closest-chunk-pair rule
 (the highest cosine similarity of any query chunk with any of theirs), a shortlist is
-re-ranked exactly against every chunk of each recording, and the best recording stands
-for its work. A work is a ``cover`` when its score reaches the threshold calibrated on the
+re-ranked exactly against every chunk of each recording (and, when the index holds 2DFTM
+vectors, by the fused distance of :mod:`coverhunter.retrieval.fusion`), and the best
+recording stands for its work. A work is a ``cover`` when its score reaches the threshold calibrated on the
 validation works at a target false-accept rate (:func:`calibrate`), else ``no match``.
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ from coverhunter.model import CoverHunterNet
 from coverhunter.model.checkpoint import load_model
 from coverhunter.model.onnx import for_runtime
 from coverhunter.params import Params
+from coverhunter.retrieval.fusion import Fusion, baseline_distances, twodftm_vectors
 from coverhunter.retrieval.index import IDENTITY, ChunkIndex
 from coverhunter.retrieval.inference import embed_chunks
 
@@ -85,8 +87,11 @@ def _diagonal(sim: np.ndarray, i: int, j: int, floor: float) -> tuple[int, int, 
 
 
 def rank(index: ChunkIndex, q_vectors: np.ndarray, q_starts: np.ndarray, q_duration: float,
-         k: int, shortlist: int, threshold: float | None, top: int) -> list[Match]:
-    """Works for query chunk vectors ``(m, d)`` starting at ``q_starts`` (s), best first."""
+         k: int, shortlist: int, threshold: float | None, top: int,
+         fusion: Fusion | None = None, q_twodftm: np.ndarray | None = None) -> list[Match]:
+    """Works for query chunk vectors ``(m, d)`` starting at ``q_starts`` (s), best first.
+    With ``fusion`` (and the query's 2DFTM vector ``q_twodftm`` ``(D,)``) the shortlist is
+    ranked, and decided, by the fused score; the matched stretch still follows the chunks."""
     sims, rows = index.search(q_vectors, k)                        # (m, k) each
     found = rows >= 0
     fetched, fetched_sims = index.recording_of[rows[found]], sims[found]
@@ -100,6 +105,9 @@ def rank(index: ChunkIndex, q_vectors: np.ndarray, q_starts: np.ndarray, q_durat
     bounds = np.cumsum([0, *map(len, refs)])
     sim = q_vectors @ index.vectors[np.concatenate(refs)].T            # exact (m, Σ n_ref), one product
     scores = np.maximum.reduceat(sim.max(axis=0), bounds[:-1])          # closest chunk pair per recording
+    if fusion is not None:
+        d_2dftm = baseline_distances(q_twodftm[None], index.twodftm[short])[0]     # (len(short),)
+        scores = 1.0 - fusion.distances(1.0 - scores, d_2dftm)
     names = index.recording_names[short]
     best: dict[str, int] = {}                                          # work -> its best recording
     for r in sorted(range(len(short)), key=lambda r: (-scores[r], names[r])):
@@ -109,8 +117,8 @@ def rank(index: ChunkIndex, q_vectors: np.ndarray, q_starts: np.ndarray, q_durat
     for work, r in list(best.items())[:top]:
         ref, block = refs[r], sim[:, bounds[r]:bounds[r + 1]]
         i, j = np.unravel_index(int(np.argmax(block)), block.shape)
-        score = float(block[i, j])
-        floor = threshold if threshold is not None and score >= threshold else score
+        score, closest = float(scores[r]), float(block[i, j])      # the same without fusion
+        floor = threshold if threshold is not None and closest >= threshold else closest
         i0, i1, j0, j1 = _diagonal(block, i, j, floor)
         ref_s = (float(index.span_of_row[ref[j0], 0]), float(index.span_of_row[ref[j1], 1]))
         q_s = (float(q_starts[i0]), float(min(q_starts[i1] + chunk_s, q_duration)))
@@ -126,6 +134,7 @@ class Searcher:
         self.index, self.p, self.device = index, p, device
         self.model = for_runtime(model.eval(), p.evaluate.runtime)
         self.front = CQTFrontEnd(p.features)
+        self.fusion = index_fusion(index)
 
     @classmethod
     def load(cls, index_dir: str | Path, model_path: str | Path, p: Params,
@@ -147,8 +156,10 @@ class Searcher:
                                         self.index.meta["hop_s"], fps, self.p.evaluate.batch_chunks,
                                         self.device)
         ip = self.p.index
+        q_twodftm = None if self.fusion is None else \
+            twodftm_vectors([feats], self.fusion.constants, self.p.features.bins_per_octave)[0]
         return rank(self.index, vectors, starts, len(feats) / fps, ip.k, ip.shortlist,
-                    self.threshold, top or ip.top)
+                    self.threshold, top or ip.top, self.fusion, q_twodftm)
 
     def identify(self, path: str | Path, top: int | None = None) -> list[Match]:
         """Works for an audio file (any format the pipeline decodes), best first."""
@@ -167,6 +178,15 @@ class Searcher:
                                    "floor of data.min_rms_dbfs): there is nothing to identify")
         (feats,) = extract_cqt([audio], self.front, self.device)
         return self.identify_features(feats, top)
+
+
+def index_fusion(index: ChunkIndex) -> Fusion | None:
+    """The late fusion an index was built with (its 2DFTM vectors and ``meta["fusion"]``), or
+    None where it ranks by the model alone (no fusion, or its weight 0)."""
+    doc = index.meta.get("fusion")
+    if doc is None or index.twodftm is None or doc["weight"] == 0:
+        return None
+    return Fusion.from_dict(doc)
 
 
 class SilentQueryError(ValueError):

@@ -37,9 +37,7 @@ def split_by_recording(index: ChunkIndex, n_shards: int) -> list[ChunkIndex]:
     recordings = index.recordings()
     shards = []
     for s in range(n_shards):
-        mine = set(recordings[s::n_shards])
-        keep = index.tags["recording_id"].isin(mine).to_numpy()
-        shards.append(ChunkIndex(index.vectors[keep], index.tags[keep], index.spec, index.meta))
+        shards.append(index.subset(set(recordings[s::n_shards])))
     return shards
 
 

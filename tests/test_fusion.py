@@ -1,0 +1,120 @@
+"""Late fusion of the model's and the 2DFTM's track distances (coverhunter/retrieval/fusion.py),
+in evaluation and in the index's ranking, with hand-computed answers."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from test_baselines import melody_cqt
+from test_index import CHUNK, META, D, catalogue, spec, unit
+
+from coverhunter.retrieval.evaluation import EvalSet, score_baselines, score_fused, score_set
+from coverhunter.retrieval.fusion import Fusion, fit_catalogue, fit_square, twodftm_vectors
+from coverhunter.retrieval.index import ChunkIndex
+from coverhunter.retrieval.metrics import track_distances
+from coverhunter.retrieval.search import index_fusion, rank
+
+D_MODEL = np.array([[0.0, 0.4, 0.6], [0.4, 0.0, 0.8], [0.6, 0.8, 0.0]])      # off-diagonal mean 0.6
+D_2DFTM = np.array([[0.0, 0.1, 0.2], [0.1, 0.0, 0.3], [0.2, 0.3, 0.0]])      # off-diagonal mean 0.2
+
+
+def test_fused_distances_by_hand(params):
+    """Means 0.6 and 0.2 over the distinct pairs, so the 2DFTM counts 3×; with w = 0.5,
+    d(0, 1) = 0.5·0.4 + 0.5·3·0.1 = 0.35, d(0, 2) = 0.3 + 0.3 = 0.6, d(1, 2) = 0.4 + 0.45 = 0.85.
+    A recording and its copy stay at 0."""
+    fusion = fit_square(D_MODEL, D_2DFTM, 0.5, params.baselines["classic"])
+    assert (fusion.model_mean, fusion.twodftm_mean) == (pytest.approx(0.6), pytest.approx(0.2))
+    fused = fusion.distances(D_MODEL, D_2DFTM)
+    np.testing.assert_allclose(fused, [[0, 0.35, 0.6], [0.35, 0, 0.85], [0.6, 0.85, 0]], atol=1e-12)
+    # the model puts recording 0 nearer to 1 than 2 is; so does the fusion, by less
+    assert fused[0, 1] - fused[1, 2] == pytest.approx(-0.5)
+    at_zero = dataclasses.replace(fusion, weight=0.0).distances(D_MODEL, D_2DFTM)
+    assert at_zero is D_MODEL or np.array_equal(at_zero, D_MODEL)          # bit for bit
+    at_one = dataclasses.replace(fusion, weight=1.0).distances(D_MODEL, D_2DFTM)
+    np.testing.assert_allclose(at_one, 3 * D_2DFTM)
+
+
+def test_fusion_survives_json_and_refuses_distances_that_are_all_zero(params):
+    fusion = fit_square(D_MODEL, D_2DFTM, 0.3, params.baselines["classic"])
+    assert Fusion.from_dict(json.loads(json.dumps(fusion.as_dict()))) == fusion
+    with pytest.raises(ValueError, match="fusion needs distances"):
+        fit_square(D_MODEL, np.zeros((3, 3)), 0.3, params.baselines["classic"])
+
+
+def test_catalogue_fit_measures_every_pair_or_a_seeded_sample(params):
+    vecs, *_ = catalogue(n_rec=9, n_chunks=3, seed=6)
+    twodftm = unit(np.random.default_rng(7).normal(size=(9, 5)))
+    bp = params.baselines["classic"]
+    whole = fit_catalogue(vecs, twodftm, 0.3, bp, max_recordings=9, seed=0)
+    by_hand = fit_square(track_distances(vecs, vecs), 1.0 - twodftm @ twodftm.T, 0.3, bp)
+    assert whole.model_mean == pytest.approx(by_hand.model_mean)
+    assert whole.twodftm_mean == pytest.approx(by_hand.twodftm_mean)
+    sample = fit_catalogue(vecs, twodftm, 0.3, bp, max_recordings=4, seed=0)
+    assert sample == fit_catalogue(vecs, twodftm, 0.3, bp, max_recordings=4, seed=0)   # seeded
+    assert sample.model_mean != pytest.approx(whole.model_mean)
+
+
+@pytest.fixture(scope="module")
+def tunes_set():
+    """Three tunes, three versions each (transposed, started elsewhere, noisy)."""
+    rng = np.random.default_rng(11)
+    feats, works, ids = [], [], []
+    for w in range(3):
+        tune = rng.integers(24, 48, 16)
+        for v, (key, start) in enumerate(((0, 0), (3, 41), (-2, 77))):
+            feats.append(melody_cqt(tune, 10, transpose=key, start=start, noise_db=1.0, rng=rng))
+            works.append(f"w{w}")
+            ids.append(f"w{w}-v{v}")
+    return EvalSet("synthetic", ids, works, feats)
+
+
+def test_the_fused_row_is_the_model_at_weight_0_and_the_2dftm_at_weight_1(params, tunes_set):
+    """Known answers at both ends: w = 0 scores exactly as the model's row, w = 1 exactly as
+    the classic 2DFTM's (one rescaling of all its distances does not change a ranking).
+    The "model" here is random chunk vectors, which rank the works by chance."""
+    rng = np.random.default_rng(12)
+    chunks = [unit(rng.normal(size=(3, D))) for _ in tunes_set.recording_ids]
+    model_row = score_set(tunes_set, chunks)
+    twodftm_row = score_baselines([tunes_set], {"classic": params.baselines["classic"]})["baseline_2dftm"]
+    for weight, want in ((0.0, model_row), (1.0, twodftm_row["synthetic"])):
+        p = dataclasses.replace(params, fusion=dataclasses.replace(params.fusion, weight=weight,
+                                                                   profile="classic"))
+        got = score_fused(tunes_set, chunks, p)
+        assert {k: got[k] for k in ("mAP", "MR1", "HR1", "n_queries")} == \
+            {k: pytest.approx(want[k]) for k in ("mAP", "MR1", "HR1", "n_queries")}, weight
+    assert twodftm_row["synthetic"]["mAP"] == pytest.approx(1.0)
+    assert model_row["mAP"] < 0.8                    # so the two ends differ
+
+
+def test_identify_ranks_by_the_fused_score_when_the_index_has_fusion(params, tunes_set):
+    """The query's chunks are a little nearer to w1's recording than to w0's, but its 2DFTM
+    is w0's: the model alone answers w1, the fusion w0. At weight 0 the fusion is ignored;
+    a copy of a catalogue recording still scores 1."""
+    bp = params.baselines["classic"]
+    rng = np.random.default_rng(13)
+    base = unit(rng.normal(size=(2, D)))
+    vecs = [base[[0]], unit(base[[0]] + 0.1 * rng.normal(size=(1, D))), base[[1]]]
+    ids, works = ["a0", "a1", "b0"], ["w0", "w0", "w1"]
+    feats = [tunes_set.features[i] for i in (0, 1, 3)]      # a0, a1: tune 0; b0: tune 1
+    twodftm = twodftm_vectors(feats, bp)
+    index = ChunkIndex.from_recordings(vecs, [np.zeros(1)] * 3, CHUNK, ids, works, [CHUNK] * 3,
+                                       spec(), META, twodftm)
+    query = unit(0.45 * base[[0]] + 0.55 * base[[1]])         # a little nearer to b0
+    q_2dftm = twodftm[0]                                     # the query plays a0's tune, as a0 does
+    alone = rank(index, query, np.zeros(1), CHUNK, 3, 3, None, 2)
+    assert alone[0].work_id == "w1"
+    fusion = fit_catalogue(vecs, twodftm, 0.5, bp, 100, 0)
+    fused = rank(index, query, np.zeros(1), CHUNK, 3, 3, None, 2, fusion, q_2dftm)
+    assert fused[0].work_id == "w0"
+    # the score is 1 - the fused distance of the best recording of w0 (a0: 2DFTM distance 0)
+    assert fused[0].recording_id == "a0"
+    assert fused[0].score == pytest.approx(0.5 * float(query[0] @ vecs[0][0]) + 0.5)
+    copy = rank(index, vecs[2], np.zeros(1), CHUNK, 3, 3, None, 1, fusion, twodftm[2])
+    assert (copy[0].recording_id, copy[0].score) == ("b0", pytest.approx(1.0))
+    index.meta["fusion"] = dataclasses.replace(fusion, weight=0.0).as_dict()
+    assert index_fusion(index) is None
+    index.meta["fusion"] = fusion.as_dict()
+    assert index_fusion(index) == fusion
+    assert index_fusion(ChunkIndex(index.vectors, index.tags, index.spec, index.meta)) is None   # no vectors
