@@ -271,6 +271,7 @@ def test_each_recordings_2dftm_vector_follows_it_through_add_drop_save_and_shard
         for r, v in got.items():
             np.testing.assert_array_equal(v, own[r])
     assert set(held(first.add(rest))) == set(ids)                 # r06, r07 replaced, not doubled
+    np.testing.assert_array_equal(full.twodftm_of(["r05", "r01"]), np.stack([own["r05"], own["r01"]]))
     with pytest.raises(ValueError, match="2DFTM vectors"):
         first.add(build(vecs[8:], starts[8:], ids[8:], works[8:], durations[8:]))
     with pytest.raises(ValueError, match="3 2DFTM vectors for 12 recordings"):

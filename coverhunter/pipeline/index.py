@@ -110,8 +110,7 @@ def query_twodftm(index: ChunkIndex, p: Params, rows: pd.DataFrame) -> np.ndarra
         return None
     ids = rows["recording_id"].tolist()
     if set(ids) <= set(index.recordings()):
-        number = {r: i for i, r in enumerate(index.recordings())}
-        return np.asarray(index.twodftm[[number[r] for r in ids]])
+        return index.twodftm_of(ids)
     return twodftm_rows(p, rows, fusion.constants)
 
 
@@ -123,9 +122,7 @@ def track_similarities(index: ChunkIndex, q_vectors: list[np.ndarray], q_twodftm
     fusion = index_fusion(index)
     if fusion is None:
         return sim
-    number = {r: i for i, r in enumerate(index.recordings())}
-    g_twodftm = np.asarray(index.twodftm[[number[r] for r in gallery]])
-    return 1.0 - fusion.distances(1.0 - sim, baseline_distances(q_twodftm, g_twodftm))
+    return 1.0 - fusion.distances(1.0 - sim, baseline_distances(q_twodftm, index.twodftm_of(gallery)))
 
 
 def open_set(index: ChunkIndex, queries: pd.DataFrame, q_vectors: list[np.ndarray],

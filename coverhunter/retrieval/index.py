@@ -146,6 +146,11 @@ class ChunkIndex:
     def rows_of(self, recording_id: str) -> np.ndarray:
         return self._rows[recording_id]
 
+    def twodftm_of(self, recording_ids: Sequence[str]) -> np.ndarray:
+        """The 2DFTM vectors of ``recording_ids`` ``(n, D)``, in that order."""
+        number = {r: i for i, r in enumerate(self.recording_names)}
+        return np.asarray(self.twodftm[[number[r] for r in recording_ids]])
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` most similar chunk vectors of each query ``(m, d)``: similarities and
         rows, each ``(m, k)`` (row -1 where fewer than ``k`` exist)."""

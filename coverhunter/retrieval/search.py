@@ -118,6 +118,7 @@ def rank(index: ChunkIndex, q_vectors: np.ndarray, q_starts: np.ndarray, q_durat
         ref, block = refs[r], sim[:, bounds[r]:bounds[r + 1]]
         i, j = np.unravel_index(int(np.argmax(block)), block.shape)
         score, closest = float(scores[r]), float(block[i, j])      # the same without fusion
+        # the stretch: the best chunk pair's diagonal while its chunks stay at the threshold
         floor = threshold if threshold is not None and closest >= threshold else closest
         i0, i1, j0, j1 = _diagonal(block, i, j, floor)
         ref_s = (float(index.span_of_row[ref[j0], 0]), float(index.span_of_row[ref[j1], 1]))
