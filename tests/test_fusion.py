@@ -36,11 +36,17 @@ def test_fused_distances_by_hand(params):
     np.testing.assert_allclose(at_one, 3 * D_2DFTM)
 
 
-def test_fusion_survives_json_and_refuses_distances_that_are_all_zero(params):
-    fusion = fit_square(D_MODEL, D_2DFTM, 0.3, params.baselines["classic"])
+def test_fusion_survives_json_and_a_2dftm_that_tells_nothing_leaves_the_model_alone(params):
+    """A 2DFTM with every pair at 0, or a set of one recording (no pair to measure), adds
+    nothing: the fused distances are the model's, scaled by 1 - w (the same ranking)."""
+    bp = params.baselines["classic"]
+    fusion = fit_square(D_MODEL, D_2DFTM, 0.3, bp)
     assert Fusion.from_dict(json.loads(json.dumps(fusion.as_dict()))) == fusion
-    with pytest.raises(ValueError, match="fusion needs distances"):
-        fit_square(D_MODEL, np.zeros((3, 3)), 0.3, params.baselines["classic"])
+    flat = fit_square(D_MODEL, np.zeros((3, 3)), 0.3, bp)
+    np.testing.assert_allclose(flat.distances(D_MODEL, np.zeros((3, 3))), 0.7 * D_MODEL)
+    lone = fit_square(np.zeros((1, 1)), np.zeros((1, 1)), 0.3, bp)
+    assert (lone.model_mean, lone.twodftm_mean) == (0.0, 0.0)
+    assert lone.distances(np.array([[0.2]]), np.array([[0.5]]))[0, 0] == pytest.approx(0.14)
 
 
 def test_catalogue_fit_measures_every_pair_or_a_seeded_sample(params):

@@ -13,7 +13,7 @@ pairs of distinct recordings of the catalogue:
 ``w = 0`` is the model alone, bit for bit; a recording and its copy are still at distance
 0, and ``1 - d`` reads like the model's cosine similarity, so a fused score is compared
 with a threshold as the model's is. (Standardising both distances instead, by mean and
-standard deviation, ranked the same to within 0.01 mAP here.)
+standard deviation, scored within 0.015 mAP of this at every weight measured.)
 """
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ class Fusion:
         """Fused distances from the model's and the 2DFTM's (same shape, broadcast)."""
         if self.weight == 0:
             return np.asarray(d_model)
-        scale = self.model_mean / self.twodftm_mean
+        # a 2DFTM with every pair at 0 (or none measured) tells nothing: the model ranks alone
+        scale = self.model_mean / self.twodftm_mean if self.twodftm_mean > 0 else 0.0
         return ((1.0 - self.weight) * np.asarray(d_model, dtype=np.float64)
                 + self.weight * scale * np.asarray(d_twodftm, dtype=np.float64))
 
@@ -55,7 +56,7 @@ class Fusion:
 
 
 def twodftm_vectors(features: Sequence[np.ndarray], constants: BaselineParams,
-                      bins_per_octave: int = 12) -> np.ndarray:
+                    bins_per_octave: int = 12) -> np.ndarray:
     """One unit 2DFTM vector per recording's log-CQT ``(frames, bins)``: ``(n, D)`` float32."""
     if not len(features):
         return np.zeros((0, 0), np.float32)
@@ -70,13 +71,11 @@ def baseline_distances(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
 def fit_square(d_model: np.ndarray, d_twodftm: np.ndarray, weight: float,
                constants: BaselineParams) -> Fusion:
     """The :class:`Fusion` whose means are measured on leave-one-out matrices ``(n, n)`` of
-    the same recordings (the diagonal, each recording against itself, left out)."""
+    the same recordings (the diagonal, each recording against itself, left out; a single
+    recording has no pair, and its means are 0)."""
     distinct = ~np.eye(len(d_model), dtype=bool)
     means = [float(np.mean(np.asarray(d, np.float64)[distinct])) if distinct.any() else 0.0
              for d in (d_model, d_twodftm)]
-    if not min(means) > 0:
-        raise ValueError(f"fusion needs distances between distinct recordings that are not all 0 "
-                         f"(means {means[0]:g} and {means[1]:g} over {int(distinct.sum())} pairs)")
     return Fusion(float(weight), means[0], means[1], constants)
 
 
