@@ -164,7 +164,7 @@ class BaselineParams:
 class FusionParams:
     """Late fusion of the final model with the 2DFTM (coverhunter/retrieval/fusion.py): the
     ``fused`` row of evaluate and score, and the ranking of ``identify``."""
-    weight: Annotated[float, Field(ge=0, le=1)]   # share of the standardised 2DFTM distance; 0 = the model alone
+    weight: Annotated[float, Field(ge=0, le=1)]   # share of the rescaled 2DFTM distance; 0 = the model alone
     profile: str           # the baselines: profile whose 2DFTM constants are fused
     fit_recordings: Count  # the index stage measures both means on at most this many catalogue recordings
 

@@ -84,8 +84,8 @@ def score_set(s: EvalSet, chunks: Sequence[np.ndarray], through: IndexSpec | Non
 
 def score_fused(s: EvalSet, chunks: Sequence[np.ndarray], p: Params) -> dict[str, float | int]:
     """The ``fused`` row on one set: the model's leave-one-out distances (``evaluate.search``)
-    fused with the 2DFTM's (``fusion:``), both scales measured on the set itself, which
-    is its own catalogue here."""
+    fused with the 2DFTM's (``fusion:``), both means measured on the set itself, which is
+    its own catalogue here."""
     constants = p.baselines[p.fusion.profile]
     d_model = set_distances(chunks, *search_of(p))
     vectors = twodftm_vectors(s.features, constants, p.features.bins_per_octave)
