@@ -98,7 +98,7 @@ def query_vectors(index: ChunkIndex, p: Params, rows: pd.DataFrame, model_path: 
     and chunking), else embedded."""
     ids = rows["recording_id"].tolist()
     if set(ids) <= set(index.recordings()):
-        return [index.vectors[index.rows_of(r)] for r in ids]
+        return index.chunks_of(ids)
     return embed_rows(p, rows, model_path)[0]
 
 
@@ -118,7 +118,7 @@ def track_similarities(index: ChunkIndex, q_vectors: list[np.ndarray], q_twodftm
                        gallery: list[str]) -> np.ndarray:
     """Scores ``(n_q, n_gallery)`` as identify computes them, for every gallery recording:
     the closest chunk pair's similarity, fused with the 2DFTM when the index has fusion."""
-    sim = 1.0 - track_distances(q_vectors, [index.vectors[index.rows_of(r)] for r in gallery])
+    sim = 1.0 - track_distances(q_vectors, index.chunks_of(gallery))
     fusion = index_fusion(index)
     if fusion is None:
         return sim
@@ -187,7 +187,7 @@ def run(params_path: str | Path = "params.yaml", progress: bool = True, embed: E
     meta = index_meta(model_path, p, model_version) | {"built": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     constants = fusion_constants(p)
     index = build(p, rows, model_path, meta, embed=embed, constants=constants)
-    fusion = fit_catalogue([index.vectors[index.rows_of(r)] for r in index.recordings()], index.twodftm,
+    fusion = fit_catalogue(index.chunks_of(index.recordings()), index.twodftm,
                            p.fusion.weight, constants, p.fusion.fit_recordings, p.train.seed)
     index.meta["fusion"] = fusion.as_dict()
 

@@ -146,6 +146,10 @@ class ChunkIndex:
     def rows_of(self, recording_id: str) -> np.ndarray:
         return self._rows[recording_id]
 
+    def chunks_of(self, recording_ids: Sequence[str]) -> list[np.ndarray]:
+        """The chunk vectors of each of ``recording_ids``: ``(n_i, d)`` per recording."""
+        return [self.vectors[self._rows[r]] for r in recording_ids]
+
     def twodftm_of(self, recording_ids: Sequence[str]) -> np.ndarray:
         """The 2DFTM vectors of ``recording_ids`` ``(n, D)``, in that order."""
         number = {r: i for i, r in enumerate(self.recording_names)}
