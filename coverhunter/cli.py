@@ -120,12 +120,14 @@ def _identify(a):
     for query, matches in results.items():
         threshold = "uncalibrated" if searcher.threshold is None else f"threshold {searcher.threshold:.3f}"
         print(f"{query}  ({threshold})")
-        print(f"  {'#':>2}  {'work':<16} {'recording':<20} {'score':>6}  {'decision':<9} query ↔ reference")
+        print(f"  {'#':>2}  {'work':<16} {'recording':<20} {'score':>6}  {'decision':<9} {'ranked':>6}  "
+              "query ↔ reference")
         for n, m in enumerate(matches, 1):
             q, r = m["query_s"], m["reference_s"]
             print(f"  {n:>2}  {m['work_id']:<16} {m['recording_id']:<20} {m['score']:6.3f}  "
-                  f"{m['decision']:<9} {_mmss(q[0])}–{_mmss(q[1])} ↔ {_mmss(r[0])}–{_mmss(r[1])}")
-        if not matches or matches[0]["decision"] != "cover":
+                  f"{m['decision']:<9} {m['rank_score']:6.3f}  "
+                  f"{_mmss(q[0])}–{_mmss(q[1])} ↔ {_mmss(r[0])}–{_mmss(r[1])}")
+        if not any(m["decision"] == "cover" for m in matches):
             print("  no match: no catalogue work reaches the threshold")
 
 

@@ -10,7 +10,7 @@ import pytest
 from test_baselines import melody_cqt
 from test_index import CHUNK, META, D, catalogue, spec, unit
 
-from coverhunter.retrieval.evaluation import EvalSet, score_baselines, score_fused, score_set
+from coverhunter.retrieval.evaluation import EvalSet, score_baselines, score_ranking, score_set
 from coverhunter.retrieval.fusion import Fusion, fit_catalogue, fit_square, twodftm_vectors
 from coverhunter.retrieval.index import ChunkIndex
 from coverhunter.retrieval.metrics import track_distances
@@ -87,7 +87,7 @@ def test_the_fused_row_is_the_model_at_weight_0_and_the_2dftm_at_weight_1(params
     for weight, want in ((0.0, model_row), (1.0, twodftm_row["synthetic"])):
         p = dataclasses.replace(params, fusion=dataclasses.replace(params.fusion, weight=weight,
                                                                    profile="classic"))
-        got = score_fused(tunes_set, chunks, p)
+        got = score_ranking(tunes_set, chunks, p)["fused"]
         assert {k: got[k] for k in ("mAP", "MR1", "HR1", "n_queries")} == \
             {k: pytest.approx(want[k]) for k in ("mAP", "MR1", "HR1", "n_queries")}, weight
     assert twodftm_row["synthetic"]["mAP"] == pytest.approx(1.0)

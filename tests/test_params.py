@@ -63,6 +63,8 @@ def test_training_stages_depend_on_whole_sections():
     ("fine", "max_s", 5.0, "fine.max_s must be >= fine.min_s"),
     ("fusion", "weight", 1.5, "fusion.weight: input should be less than or equal to 1"),
     ("fusion", "profile", "tunde", "fusion.profile 'tunde' is not a baselines: profile"),
+    ("rerank", "weight", -0.5, "rerank.weight: input should be greater than or equal to 0"),
+    ("rerank", "shortlist", 0, "rerank.shortlist: input should be greater than or equal to 1"),
 ])
 def test_values_are_type_and_range_checked(section, key, value, message):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())

@@ -26,7 +26,7 @@ TINY = {
     "index": {"chunk_s": 15.0, "hop_s": 5.0},
 }
 ALL_STAGES = {"demo", "validate", "extract", "train_coarse", "align", "train_fine", "evaluate", "index"}
-REFERENCES = {"untrained", "baseline_2dftm", "baseline_chroma", "fused",    # rows never registered
+REFERENCES = {"untrained", "baseline_2dftm", "baseline_chroma", "fused", "reranked",   # rows never registered
               "baseline_2dftm_tuned", "baseline_chroma_tuned"}
 
 

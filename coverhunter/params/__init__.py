@@ -26,14 +26,15 @@ from coverhunter.params.method import (
     FusionParams,
     LossParams,
     ModelParams,
+    RerankParams,
     TrainParams,
 )
 from coverhunter.params.ops import FlowParams, IndexParams, PretrainParams, ServeParams
 
 __all__ = ["AlignParams", "AugmentParams", "BaselineParams", "DataParams", "EvalParams", "FeatureParams",
            "FineParams", "FlowParams", "FusionParams", "IndexParams", "LossParams", "ModelParams", "Params",
-           "PretrainParams", "ServeParams", "TrainParams", "dataclass", "from_dict", "load", "load_params",
-           "profiles", "section"]
+           "PretrainParams", "RerankParams", "ServeParams", "TrainParams", "dataclass", "from_dict", "load",
+           "load_params", "profiles", "section"]
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Params:
     evaluate: EvalParams
     baselines: dict[str, BaselineParams]   # profile name -> constants (classic, tuned)
     fusion: FusionParams
+    rerank: RerankParams
     align: AlignParams
     fine: FineParams
     augment: AugmentParams
@@ -96,7 +98,8 @@ def from_dict(raw: dict[str, Any]) -> Params:
     from coverhunter.demo.params import demo_params  # the demo's own checks (light import)
 
     classes = {"features": FeatureParams, "model": ModelParams, "loss": LossParams,
-               "train": TrainParams, "evaluate": EvalParams, "fusion": FusionParams, "align": AlignParams,
+               "train": TrainParams, "evaluate": EvalParams, "fusion": FusionParams, "rerank": RerankParams,
+               "align": AlignParams,
                "fine": FineParams, "augment": AugmentParams, "data": DataParams,
                "index": IndexParams, "serve": ServeParams, "flow": FlowParams, "pretrain": PretrainParams}
     if not isinstance(raw, dict):

@@ -170,6 +170,14 @@ class FusionParams:
 
 
 @dataclass
+class RerankParams:
+    """Mutual-neighbour re-ranking of a query's shortlist (coverhunter/retrieval/rerank.py):
+    the ``reranked`` row of evaluate and score, and the order of ``identify``'s answers."""
+    weight: Annotated[float, Field(ge=0)]  # weight of each neighbour's term; 0 = off
+    shortlist: Count       # neighbours are sought among this many of the query's best recordings
+
+
+@dataclass
 class AlignParams:
     """Coarse-to-fine chunk alignment [II-D]: which chunk pairs of two versions match."""
     threshold: Annotated[float, Field(ge=-1, le=1)]  # cosine similarity a chunk pair must exceed to be a match

@@ -7,7 +7,8 @@ shape, the training-free baselines of `coverhunter.retrieval.baselines` (rows `b
 `baseline_chroma`, and `*_tuned` for each further profile of `baselines:`) and, with
 `train.init: pretrained`, the shipped checkpoint as it is (row `pretrained`). Row `fused`
 is the final model's distance fused with the 2DFTM's (`fusion:`, coverhunter/retrieval/fusion.py),
-what `identify` ranks by. Besides val
+row `reranked` that ranking re-ranked by mutual neighbours (`rerank:`,
+coverhunter/retrieval/rerank.py): what `identify` ranks by. Besides val
 and the test sets, every row is also scored on
 `train_works`: a fixed sample of `evaluate.train_works` training works (drawn with
 `train.seed`, all their versions), so over- and under-fitting show. Writes
@@ -49,13 +50,12 @@ from coverhunter.pipeline.layout import FEATURES, MODELS, PARAMS, PLOTS, REPORTS
 from coverhunter.reporting.plots import plot_embedding_maps, plot_metrics
 from coverhunter.reporting.tables import flatten_metrics
 from coverhunter.retrieval.embedding_map import recording_vectors, tsne_map
-from coverhunter.retrieval.evaluation import EvalSet, evaluate_sets, score_baselines, score_fused, sets_from_manifest
+from coverhunter.retrieval.evaluation import EvalSet, evaluate_sets, score_baselines, score_rankings, sets_from_manifest
 from coverhunter.training.loop import seed_everything
 
-SECTIONS = ("features", "model", "evaluate", "baselines", "fusion", "data")
+SECTIONS = ("features", "model", "evaluate", "baselines", "fusion", "rerank", "data")
 METRICS_JSON = REPORTS / "metrics.json"
 TRAIN_WORKS = "train_works"     # the set name of the sampled training works
-FUSED = "fused"                 # the row of the final model fused with the 2DFTM (retrieval/fusion.py)
 
 
 def untrained(p: Params, config: dict | None = None) -> CoverHunterNet:
@@ -123,8 +123,8 @@ def run(params_path: str | Path = PARAMS, promote: bool = True) -> dict:
         if name in models:                              # Fig. 3: the trained models' maps
             maps[name] = tsne_map(recording_vectors(chunks[main.name]),
                                   p.evaluate.tsne_perplexity, p.train.seed)
-        if name == final:                               # the final model with the 2DFTM
-            scored[FUSED] = {s.name: score_fused(s, chunks[s.name], p) for s in sets}
+        if name == final:                               # the final model ranked as identify ranks
+            scored |= score_rankings(sets, chunks, p)
     # rows: the references (untrained, training-free baselines), then the trained models
     metrics = ({"untrained": scored["untrained"]}
                | score_baselines(sets, p.baselines, p.features.bins_per_octave)

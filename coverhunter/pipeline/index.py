@@ -3,8 +3,9 @@ registered model, in a faiss index (`artifacts/index`), with the `cover` / `no m
 threshold calibrated on the validation works at `index.target_far`; its false-accept and
 false-reject rates on each test set (works held out of the catalogue as true negatives)
 in `reports/index.json`. The index also holds each recording's 2DFTM vector and the late
-fusion fitted on the catalogue (`fusion:`, coverhunter/retrieval/fusion.py): identify ranks,
-and the threshold is calibrated, by the fused score. `coverhunter index add | remove`
+fusion fitted on the catalogue (`fusion:`, coverhunter/retrieval/fusion.py): identify scores,
+and the threshold is calibrated, by the fused score (identify then orders its answers by
+mutual neighbours, `rerank:`). `coverhunter index add | remove`
 change the catalogue in place."""
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from coverhunter.retrieval.fusion import baseline_distances, fit_catalogue, twod
 from coverhunter.retrieval.index import ChunkIndex, IndexSpec
 from coverhunter.retrieval.inference import embed_recordings
 from coverhunter.retrieval.metrics import retrieval_metrics, track_distances
+from coverhunter.retrieval.rerank import rerank_square
 from coverhunter.retrieval.search import (
     calibrate,
     index_distances,
@@ -168,6 +170,8 @@ def test_set_report(index: ChunkIndex, p: Params, q: pd.DataFrame, model_path: P
         if twodftm is not None:         # as identify ranks: fused, the scales the catalogue's
             fused = 1.0 - track_similarities(index, vectors, twodftm, ids)
             out["fused"] = _metrics(retrieval_metrics(fused, works, works, ids, ids))
+            reranked = rerank_square(fused, p.rerank.shortlist, p.rerank.weight)   # identify's order
+            out["reranked"] = _metrics(retrieval_metrics(reranked, works, works, ids, ids))
     d, gallery = index_distances(index, snippets(p, q, model_path), p.index.k)
     out[f"snippets_{p.index.snippet_s:g}s"] = _metrics(
         retrieval_metrics(d, works, _works(index, gallery), ids, gallery))   # its own recording left out

@@ -10,7 +10,9 @@ other than `data.train_split` is scored as a test set, leave-one-out, with the p
 inference settings, beside the reference rows: `untrained` (the model's architecture with
 random weights, as `evaluate` draws them), the training-free ones of
 `coverhunter.retrieval.baselines` (`baseline_2dftm`, `baseline_chroma`, from the same features)
-and `fused`, the scored model with the 2DFTM (`fusion:`, coverhunter/retrieval/fusion.py). Writes
+`fused`, the scored model with the 2DFTM (`fusion:`, coverhunter/retrieval/fusion.py), and
+`reranked`, that ranking re-ranked by mutual neighbours (`rerank:`, coverhunter/retrieval/rerank.py),
+as `identify` ranks. Writes
 `<out>/metrics.json`, `<out>/validation.{json,md}` and a plot, and logs them to MLflow as a
 `score` run.
 """
@@ -27,11 +29,11 @@ from coverhunter.features.extract import extract_catalogue
 from coverhunter.mlops import registry, tracking
 from coverhunter.model.checkpoint import load_model, resolve_device
 from coverhunter.params import Params
-from coverhunter.pipeline.evaluate import FUSED, untrained
+from coverhunter.pipeline.evaluate import untrained
 from coverhunter.pipeline.layout import ARTIFACTS, PARAMS, REPORTS, fingerprint, load, write_json
 from coverhunter.reporting.plots import plot_metrics
 from coverhunter.reporting.tables import flatten_metrics
-from coverhunter.retrieval.evaluation import evaluate_sets, score_baselines, score_fused, sets_from_manifest
+from coverhunter.retrieval.evaluation import evaluate_sets, score_baselines, score_rankings, sets_from_manifest
 
 SCORE_FEATURES = ARTIFACTS / "score_features"
 
@@ -91,13 +93,14 @@ def run(manifest: str | Path, model: str = "champion", out: str | Path = REPORTS
     sets = sets_from_manifest(df, splits, cache)
     scored, chunks = evaluate_sets(net, sets, p, device)
     metrics = {row_name(model): scored,
-               "untrained": evaluate_sets(untrained(p, net.config), sets, p, device)[0],
-               FUSED: {s.name: score_fused(s, chunks[s.name], p) for s in sets}}
+               "untrained": evaluate_sets(untrained(p, net.config), sets, p, device)[0]}
+    metrics |= score_rankings(sets, chunks, p)
     metrics |= score_baselines(sets, p.baselines, p.features.bins_per_octave)
     write_json(out / "metrics.json", metrics)
     png = plot_metrics(metrics, out / "metrics.png")
     key = f"score-{fingerprint(str(Path(manifest).resolve()), model)}"
-    with tracking.stage_run("score", key, {s: raw[s] for s in ("features", "evaluate", "baselines", "fusion")},
+    sections = ("features", "evaluate", "baselines", "fusion", "rerank")
+    with tracking.stage_run("score", key, {s: raw[s] for s in sections},
                             tags={"manifest": str(Path(manifest).resolve()), "model": model}):
         tracking.log(flatten_metrics(metrics), [out / "metrics.json", png, report_md])
     tracking.end_parent_run(key)

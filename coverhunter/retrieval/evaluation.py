@@ -19,7 +19,11 @@ from coverhunter.retrieval.fusion import baseline_distances, fit_square, twodftm
 from coverhunter.retrieval.index import ChunkIndex, IndexSpec
 from coverhunter.retrieval.inference import embed_recordings
 from coverhunter.retrieval.metrics import retrieval_metrics, track_distances
+from coverhunter.retrieval.rerank import rerank_square
 from coverhunter.retrieval.search import index_distances
+
+FUSED = "fused"          # the final model fused with the 2DFTM (retrieval/fusion.py)
+RERANKED = "reranked"    # ... then re-ranked by mutual neighbours (retrieval/rerank.py): what identify ranks by
 
 
 @dataclass
@@ -82,16 +86,25 @@ def score_set(s: EvalSet, chunks: Sequence[np.ndarray], through: IndexSpec | Non
     return set_metrics(s, set_distances(chunks, through, k))
 
 
-def score_fused(s: EvalSet, chunks: Sequence[np.ndarray], p: Params) -> dict[str, float | int]:
-    """The ``fused`` row on one set: the model's leave-one-out distances (``evaluate.search``)
-    fused with the 2DFTM's (``fusion:``), both means measured on the set itself, which is
-    its own catalogue here."""
+def score_ranking(s: EvalSet, chunks: Sequence[np.ndarray], p: Params) -> dict[str, dict[str, float | int]]:
+    """The rows of how ``identify`` ranks, on one set: ``fused``, the model's leave-one-out
+    distances (``evaluate.search``) fused with the 2DFTM's (``fusion:``, both means measured
+    on the set itself, which is its own catalogue here), and ``reranked``, those re-ranked
+    by mutual neighbours (``rerank:``)."""
     constants = p.baselines[p.fusion.profile]
     d_model = set_distances(chunks, *search_of(p))
     vectors = twodftm_vectors(s.features, constants, p.features.bins_per_octave)
     d_baseline = baseline_distances(vectors, vectors)
-    fusion = fit_square(d_model, d_baseline, p.fusion.weight, constants)
-    return set_metrics(s, fusion.distances(d_model, d_baseline))
+    fused = fit_square(d_model, d_baseline, p.fusion.weight, constants).distances(d_model, d_baseline)
+    return {FUSED: set_metrics(s, fused),
+            RERANKED: set_metrics(s, rerank_square(fused, p.rerank.shortlist, p.rerank.weight))}
+
+
+def score_rankings(sets: Sequence[EvalSet], chunks: Mapping[str, Sequence[np.ndarray]],
+                   p: Params) -> dict[str, dict[str, dict[str, float | int]]]:
+    """``{row: {set: metrics}}`` of :func:`score_ranking` on every set (``chunks`` by set name)."""
+    per_set = {s.name: score_ranking(s, chunks[s.name], p) for s in sets}
+    return {row: {name: rows[row] for name, rows in per_set.items()} for row in (FUSED, RERANKED)}
 
 
 def search_of(p: Params) -> tuple[IndexSpec | None, int]:

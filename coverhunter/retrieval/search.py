@@ -5,8 +5,9 @@ The query's chunks are embedded as the index's were, each finds its ``k`` neares
 catalogue chunks, recordings are scored by the paper's closest-chunk-pair rule
 (the highest cosine similarity of any query chunk with any of theirs), a shortlist is
 re-ranked exactly against every chunk of each recording (and, when the index holds 2DFTM
-vectors, by the fused distance of :mod:`coverhunter.retrieval.fusion`), and the best
-recording stands for its work. A work is a ``cover`` when its score reaches the threshold calibrated on the
+vectors, by the fused distance of :mod:`coverhunter.retrieval.fusion`), ordered by the
+mutual-neighbour score of :mod:`coverhunter.retrieval.rerank`, and the best recording
+stands for its work. A work is a ``cover`` when its score reaches the threshold calibrated on the
 validation works at a target false-accept rate (:func:`calibrate`), else ``no match``.
 """
 from __future__ import annotations
@@ -25,10 +26,11 @@ from coverhunter.features.extract import features_hash
 from coverhunter.model import CoverHunterNet
 from coverhunter.model.checkpoint import load_model
 from coverhunter.model.onnx import for_runtime
-from coverhunter.params import Params
+from coverhunter.params import Params, RerankParams
 from coverhunter.retrieval.fusion import Fusion, baseline_distances, twodftm_vectors
 from coverhunter.retrieval.index import IDENTITY, ChunkIndex
 from coverhunter.retrieval.inference import embed_chunks
+from coverhunter.retrieval.rerank import neighbour_rerank
 
 COVER, NO_MATCH = "cover", "no match"
 
@@ -36,13 +38,15 @@ COVER, NO_MATCH = "cover", "no match"
 @dataclass(frozen=True)
 class Match:
     """One catalogue work for a query: its best recording, the similarity of their closest
-    chunk pair, the decision, and the matched stretch in each (seconds)."""
+    chunk pair (fused with the 2DFTM when the index has fusion), the decision on it, the
+    matched stretch in each (seconds), and the score the works are ordered by."""
     work_id: str
     recording_id: str
     score: float
     decision: str
     query_s: tuple[float, float]
     reference_s: tuple[float, float]
+    rank_score: float          # what the works are ordered by: ``score`` re-ranked by mutual neighbours
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -88,10 +92,12 @@ def _diagonal(sim: np.ndarray, i: int, j: int, floor: float) -> tuple[int, int, 
 
 def rank(index: ChunkIndex, q_vectors: np.ndarray, q_starts: np.ndarray, q_duration: float,
          k: int, shortlist: int, threshold: float | None, top: int,
-         fusion: Fusion | None = None, q_twodftm: np.ndarray | None = None) -> list[Match]:
+         fusion: Fusion | None = None, q_twodftm: np.ndarray | None = None,
+         rerank: RerankParams | None = None) -> list[Match]:
     """Works for query chunk vectors ``(m, d)`` starting at ``q_starts`` (s), best first.
     With ``fusion`` (and the query's 2DFTM vector ``q_twodftm`` ``(D,)``) the shortlist is
-    ranked, and decided, by the fused score; the matched stretch still follows the chunks."""
+    scored, and decided, by the fused score; with ``rerank`` it is then ordered by the
+    mutual-neighbour score (``rank_score``); the matched stretch still follows the chunks."""
     sims, rows = index.search(q_vectors, k)                        # (m, k) each
     found = rows >= 0
     fetched, fetched_sims = index.recording_of[rows[found]], sims[found]
@@ -103,14 +109,16 @@ def rank(index: ChunkIndex, q_vectors: np.ndarray, q_starts: np.ndarray, q_durat
         return []
     refs = [index.rows_by_number[r] for r in short]
     bounds = np.cumsum([0, *map(len, refs)])
-    sim = q_vectors @ index.vectors[np.concatenate(refs)].T            # exact (m, Σ n_ref), one product
+    gallery = index.vectors[np.concatenate(refs)]                      # (Σ n_ref, d)
+    sim = q_vectors @ gallery.T                                        # exact (m, Σ n_ref), one product
     scores = np.maximum.reduceat(sim.max(axis=0), bounds[:-1])          # closest chunk pair per recording
     if fusion is not None:
         d_2dftm = baseline_distances(q_twodftm[None], index.twodftm[short])[0]     # (len(short),)
         scores = 1.0 - fusion.distances(1.0 - scores, d_2dftm)
+    order = _neighbour_order(index, short, gallery, bounds, scores, fusion, rerank)
     names = index.recording_names[short]
     best: dict[str, int] = {}                                          # work -> its best recording
-    for r in sorted(range(len(short)), key=lambda r: (-scores[r], names[r])):
+    for r in sorted(range(len(short)), key=lambda r: (-order[r], names[r])):
         best.setdefault(index.work_of_row[refs[r][0]], r)
     chunk_s = index.meta["chunk_s"]
     matches = []
@@ -124,8 +132,31 @@ def rank(index: ChunkIndex, q_vectors: np.ndarray, q_starts: np.ndarray, q_durat
         ref_s = (float(index.span_of_row[ref[j0], 0]), float(index.span_of_row[ref[j1], 1]))
         q_s = (float(q_starts[i0]), float(min(q_starts[i1] + chunk_s, q_duration)))
         decision = COVER if threshold is not None and score >= threshold else NO_MATCH
-        matches.append(Match(str(work), str(names[r]), score, decision, q_s, ref_s))
+        matches.append(Match(str(work), str(names[r]), score, decision, q_s, ref_s, float(order[r])))
     return matches
+
+
+def _neighbour_order(index: ChunkIndex, short: np.ndarray, gallery: np.ndarray, bounds: np.ndarray,
+                     scores: np.ndarray, fusion: Fusion | None, rerank: RerankParams | None) -> np.ndarray:
+    """The shortlist's ``rank_score`` ``(len(short),)``: ``scores`` where ``rerank`` is off,
+    else the first ``rerank.shortlist`` by score re-ranked by mutual neighbours, their
+    similarities to each other computed as the query's are, and the rest behind them."""
+    if rerank is None or rerank.weight == 0:
+        return np.asarray(scores, np.float64)
+    near = np.argsort(-scores, kind="stable")[:rerank.shortlist]       # positions in `short`
+    among = np.concatenate([np.arange(bounds[r], bounds[r + 1]) for r in near])
+    starts = np.cumsum([0, *(bounds[near + 1] - bounds[near])])[:-1]
+    chunk_sims = gallery[among] @ gallery[among].T                     # (Σ n, Σ n)
+    s_short = np.maximum.reduceat(np.maximum.reduceat(chunk_sims, starts, axis=1), starts, axis=0)
+    if fusion is not None:
+        tw = index.twodftm[short[near]]
+        s_short = 1.0 - fusion.distances(1.0 - s_short, baseline_distances(tw, tw))
+    order = np.asarray(scores, np.float64).copy()
+    order[near] = neighbour_rerank(scores[near], s_short, rerank.weight)
+    rest = np.setdiff1d(np.arange(len(short)), near)
+    if len(rest):                                                      # behind the re-ranked, in their order
+        order[rest] += order[near].min() - order[rest].max() - 1.0
+    return order
 
 
 class Searcher:
@@ -160,7 +191,7 @@ class Searcher:
         q_twodftm = None if self.fusion is None else \
             twodftm_vectors([feats], self.fusion.constants, self.p.features.bins_per_octave)[0]
         return rank(self.index, vectors, starts, len(feats) / fps, ip.k, ip.shortlist,
-                    self.threshold, top or ip.top, self.fusion, q_twodftm)
+                    self.threshold, top or ip.top, self.fusion, q_twodftm, self.p.rerank)
 
     def identify(self, path: str | Path, top: int | None = None) -> list[Match]:
         """Works for an audio file (any format the pipeline decodes), best first."""
