@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from threadpoolctl import ThreadpoolController
 
 from coverhunter.digest import file_sha1
 from coverhunter.features.audio import level_in_words, load_audio, rms_dbfs
@@ -33,6 +34,7 @@ from coverhunter.retrieval.inference import embed_chunks
 from coverhunter.retrieval.rerank import neighbour_rerank
 
 COVER, NO_MATCH = "cover", "no match"
+_BLAS = ThreadpoolController()     # numpy's BLAS, to keep the shortlist's small products on one thread
 
 
 @dataclass(frozen=True)
@@ -109,13 +111,15 @@ def rank(index: ChunkIndex, q_vectors: np.ndarray, q_starts: np.ndarray, q_durat
         return []
     refs = [index.rows_by_number[r] for r in short]
     bounds = np.cumsum([0, *map(len, refs)])
-    gallery = index.vectors[np.concatenate(refs)]                      # (Σ n_ref, d)
-    sim = q_vectors @ gallery.T                                        # exact (m, Σ n_ref), one product
-    scores = np.maximum.reduceat(sim.max(axis=0), bounds[:-1])          # closest chunk pair per recording
-    if fusion is not None:
-        d_2dftm = baseline_distances(q_twodftm[None], index.twodftm[short])[0]     # (len(short),)
-        scores = 1.0 - fusion.distances(1.0 - scores, d_2dftm)
-    order = _neighbour_order(index, short, gallery, bounds, scores, fusion, rerank)
+    # products this small run fastest on one BLAS thread: more only contend with faiss's
+    with _BLAS.limit(limits=1, user_api="blas"):
+        gallery = index.vectors[np.concatenate(refs)]                  # (Σ n_ref, d)
+        sim = q_vectors @ gallery.T                                    # exact (m, Σ n_ref), one product
+        scores = np.maximum.reduceat(sim.max(axis=0), bounds[:-1])      # closest chunk pair per recording
+        if fusion is not None:
+            d_2dftm = baseline_distances(q_twodftm[None], index.twodftm[short])[0]     # (len(short),)
+            scores = 1.0 - fusion.distances(1.0 - scores, d_2dftm)
+        order = _neighbour_order(index, short, gallery, bounds, scores, fusion, rerank)
     names = index.recording_names[short]
     best: dict[str, int] = {}                                          # work -> its best recording
     for r in sorted(range(len(short)), key=lambda r: (-order[r], names[r])):
