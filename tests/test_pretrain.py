@@ -81,3 +81,29 @@ def test_start_from_a_checkpoint_of_another_model_names_the_keys(tiny, tmp_path)
     with pytest.raises(FileNotFoundError, match="make pretrain"):
         pretrained_checkpoint(tmp_path / "none")
     assert pretrained_checkpoint(tmp_path) == tmp_path / "model.pt"
+
+
+def test_interpolating_towards_a_checkpoint_blends_every_weight_but_the_classifier(tiny, tmp_path):
+    """share s: (1 - s)·ours + s·theirs for every float tensor, the classifier and the
+    integer BatchNorm counters kept as ours; s = 0 is ours bit for bit, s = 1 theirs; a
+    checkpoint of another model is refused naming the key."""
+    from coverhunter.model.checkpoint import interpolate_from
+    torch.manual_seed(0)
+    theirs = CoverHunterNet(96, tiny.model, n_classes=0)
+    torch.save({"config": theirs.config, "model": theirs.state_dict()}, tmp_path / "model.pt")
+    ours = CoverHunterNet(96, tiny.model, n_classes=4)
+    state = {"config": ours.config, "model": ours.state_dict()}
+    blended = interpolate_from(state, tmp_path / "model.pt", 0.25)["model"]
+    a, b = state["model"]["pool.proj.weight"], theirs.state_dict()["pool.proj.weight"]
+    assert not torch.equal(a, b)
+    torch.testing.assert_close(blended["pool.proj.weight"], 0.75 * a + 0.25 * b)
+    assert torch.equal(blended["classifier.weight"], state["model"]["classifier.weight"])
+    counters = [k for k, v in blended.items() if not v.is_floating_point()]
+    assert counters and all(torch.equal(blended[k], state["model"][k]) for k in counters)
+    for k, v in interpolate_from(state, tmp_path / "model.pt", 0.0)["model"].items():
+        assert torch.equal(v, state["model"][k]), k
+    torch.testing.assert_close(interpolate_from(state, tmp_path / "model.pt", 1.0)["model"]["pool.proj.weight"], b)
+    other = CoverHunterNet(96, dataclasses.replace(tiny.model, d_model=48), n_classes=0)
+    torch.save({"config": other.config, "model": other.state_dict()}, tmp_path / "model.pt")
+    with pytest.raises(ValueError, match=r"model.d_model=48 \(params.yaml: 32\)"):
+        interpolate_from(state, tmp_path / "model.pt", 0.25)

@@ -115,21 +115,44 @@ def load_model(path: str | Path) -> CoverHunterNet:
 SHAPE_FREE = ("dropout", "pool_mask_prob", "gem_p")   # gem_p: only the learnt p's start
 
 
+def _same_model(ours: dict, ckpt: dict, path: Path) -> None:
+    """Refuse a checkpoint whose ``model:`` parameters differ from ``ours`` (but dropout rates)."""
+    theirs = {**LEGACY_MODEL_KEYS, **ckpt["config"]["model"]}
+    differ = sorted(k for k, v in ours.items() if k not in SHAPE_FREE and theirs.get(k) != v)
+    if differ:
+        raise ValueError(f"{path} was trained with other model params: "
+                         + ", ".join(f"model.{k}={theirs.get(k)!r} (params.yaml: {ours[k]!r})"
+                                     for k in differ)
+                         + "; set them as the checkpoint has them, or start from scratch")
+
+
 def start_from(model: CoverHunterNet, path: Path) -> None:
     """Copy a trained model's weights into ``model``, all but its classifier (the fine
     model's classes are the works that have aligned pairs; a pretrained model's, the large
     catalogue's works). The two must share every ``model:`` parameter but dropout rates."""
     ckpt = load_checkpoint(path)
-    theirs = {**LEGACY_MODEL_KEYS, **ckpt["config"]["model"]}
-    differ = sorted(k for k, v in model.config["model"].items()
-                    if k not in SHAPE_FREE and theirs.get(k) != v)
-    if differ:
-        raise ValueError(f"{path} was trained with other model params: "
-                         + ", ".join(f"model.{k}={theirs.get(k)!r} (params.yaml: {model.config['model'][k]!r})"
-                                     for k in differ)
-                         + "; set them as the checkpoint has them, or start from scratch")
+    _same_model(model.config["model"], ckpt, path)
     state = {k: v for k, v in ckpt["model"].items() if not k.startswith("classifier.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith("classifier.") for k in missing):
         raise ValueError(f"{path} does not match the model in params.yaml "
                          f"(missing {missing}, unexpected {unexpected})")
+
+
+def interpolate_from(state: dict, path: Path, share: float) -> dict:
+    """A checkpoint ``state`` whose weights are moved ``share`` of the way to those of the
+    checkpoint at ``path``: ``(1 - share)·ours + share·theirs`` for every floating-point
+    tensor but the classifier; integer buffers and the classifier stay ours. Weight-space
+    ensembling of a fine-tuned model with the model it started from ("WiSE-FT", Wortsman
+    et al., CVPR 2022; not in the CoverHunter paper): it keeps more of the starting model's
+    generality. The two must share every ``model:`` parameter but dropout rates."""
+    ckpt = load_checkpoint(path)
+    _same_model(state["config"]["model"], ckpt, path)
+    theirs = ckpt["model"]
+    ours = {k: v for k, v in state["model"].items() if not k.startswith("classifier.")}
+    if set(ours) != {k for k in theirs if not k.startswith("classifier.")}:
+        raise ValueError(f"{path} does not hold the same weights as the model it is blended with "
+                         f"(only in one of them: {sorted(set(ours) ^ set(theirs))[:3]})")
+    blended = {k: torch.lerp(v, theirs[k].to(v.dtype), share) if v.is_floating_point() else v
+               for k, v in ours.items()}
+    return {**state, "model": {**state["model"], **blended}}

@@ -193,6 +193,8 @@ class FineParams:
     max_s: Positive        # longest training chunk
     init: str              # scratch (a new model, as the paper) | coarse (start from its weights)
     max_steps: Size        # training steps of the fine model (the rest of the schedule is train's)
+    pretrained_share: Annotated[float, Field(ge=0, le=1)]   # the final weights: this share of the
+                           # pretrained checkpoint's (train.init: pretrained and fine.init: coarse only)
 
     def __post_init__(self):
         if self.init not in ("scratch", "coarse"):

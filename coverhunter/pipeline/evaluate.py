@@ -5,7 +5,9 @@ Scores the coarse and the fine model side by side (only the coarse one when
 `fine.enabled` is false) and, as references, an untrained network of the same
 shape, the training-free baselines of `coverhunter.retrieval.baselines` (rows `baseline_2dftm`,
 `baseline_chroma`, and `*_tuned` for each further profile of `baselines:`) and, with
-`train.init: pretrained`, the shipped checkpoint as it is (row `pretrained`). Row `fused`
+`train.init: pretrained`, the shipped checkpoint as it is (row `pretrained`) and the fine
+model as trained, before its blend with the checkpoint (row `fine_as_trained`,
+`fine.pretrained_share`). Row `fused`
 is the final model's distance fused with the 2DFTM's (`fusion:`, coverhunter/retrieval/fusion.py),
 row `reranked` that ranking re-ranked by mutual neighbours (`rerank:`,
 coverhunter/retrieval/rerank.py): what `identify` ranks by. Besides val
@@ -46,7 +48,17 @@ from coverhunter.mlops.promotion import ChampionMeasurement, PromotionDecision, 
 from coverhunter.model import CoverHunterNet
 from coverhunter.model.checkpoint import load_model, resolve_device
 from coverhunter.params import Params
-from coverhunter.pipeline.layout import FEATURES, MODELS, PARAMS, PLOTS, REPORTS, load, validated_manifest, write_json
+from coverhunter.pipeline.layout import (
+    AS_TRAINED,
+    FEATURES,
+    MODELS,
+    PARAMS,
+    PLOTS,
+    REPORTS,
+    load,
+    validated_manifest,
+    write_json,
+)
 from coverhunter.reporting.plots import plot_embedding_maps, plot_metrics
 from coverhunter.reporting.tables import flatten_metrics
 from coverhunter.retrieval.embedding_map import recording_vectors, tsne_map
@@ -114,7 +126,10 @@ def run(params_path: str | Path = PARAMS, promote: bool = True) -> dict:
     candidates = {"untrained": untrained(p)}
     if p.train.init == "pretrained":       # the shipped checkpoint as it is, before the demo's training
         candidates["pretrained"] = load_model(pretrained_checkpoint(p.train.pretrained))
-    candidates |= {m: load_model(MODELS / m / "model.pt") for m in models}
+    for m in models:
+        if (MODELS / m / AS_TRAINED).is_file():     # the fine model before fine.pretrained_share
+            candidates[f"{m}_as_trained"] = load_model(MODELS / m / AS_TRAINED)
+        candidates[m] = load_model(MODELS / m / "model.pt")
     main = next(s for s in sets if s.name == p.data.main_test_set)
     final = models[-1]
     scored, maps = {}, {}

@@ -29,6 +29,7 @@ WORK = ARTIFACTS / "work"                                  # resumable checkpoin
 REPORTS = Path("reports")
 PLOTS = REPORTS / "plots"
 SKIPPED = "skipped.json"        # written instead of a model when a stage is switched off
+AS_TRAINED = "as_trained.pt"   # a fine model before fine.pretrained_share (pipeline/train.py)
 
 
 def fingerprint(*parts: Any) -> str:

@@ -5,8 +5,10 @@ from the shipped checkpoint (`train.init: pretrained`, all but its classifier) o
 random weights (`scratch`).
 fine: the aligned chunk pairs of the align stage, each side extended from its aligned start
 to a random 15–45 s (`fine:` in params.yaml); from the coarse weights (`fine.init: coarse`)
-or a new model (`scratch`, as the paper). With `fine.enabled: false` it writes
-`skipped.json` instead of a model.
+or a new model (`scratch`, as the paper). When it descends from the shipped checkpoint, its
+final weights are blended with the checkpoint's (`fine.pretrained_share`, weight-space
+ensembling), and the model as trained is kept beside them (`as_trained.pt`). With
+`fine.enabled: false` it writes `skipped.json` instead of a model.
 
 Resumable: checkpoints go to a scratch folder named by a fingerprint of everything that
 shapes the run (parameters, training recordings and their features), so a killed run
@@ -39,10 +41,11 @@ from coverhunter.features.extract import load_features, read_index
 from coverhunter.mlops import tracking
 from coverhunter.mlops.pretrain import pretrained_checkpoint
 from coverhunter.model import CoverHunterNet
-from coverhunter.model.checkpoint import load_checkpoint, resolve_device, save_model, start_from
+from coverhunter.model.checkpoint import interpolate_from, load_checkpoint, resolve_device, save_model, start_from
 from coverhunter.params import Params
 from coverhunter.pipeline.layout import (
     ALIGN,
+    AS_TRAINED,
     FEATURES,
     MODELS,
     PARAMS,
@@ -68,6 +71,22 @@ log = logging.getLogger(__name__)
 
 SECTIONS = {"coarse": ("features", "model", "loss", "train", "augment"),         # what each
             "fine": ("features", "model", "loss", "train", "augment", "fine")}  # model reads
+
+
+def pretrained_share(p: Params, name: str) -> float:
+    """The share of the pretrained checkpoint in the final weights of model ``name``
+    (``fine.pretrained_share``): only for a fine model that descends from the checkpoint
+    (``train.init: pretrained``, ``fine.init: coarse``), else 0."""
+    descends = p.train.init == "pretrained" and p.fine.init == "coarse"
+    return p.fine.pretrained_share if name == "fine" and descends else 0.0
+
+
+def _training_params(used: dict) -> dict:
+    """The params that shape a training run: ``used`` without ``fine.pretrained_share``,
+    which is applied after it (changing it re-exports the model without training again)."""
+    if "fine" not in used:
+        return used
+    return {**used, "fine": {k: v for k, v in used["fine"].items() if k != "pretrained_share"}}
 
 
 def _coarse_data(p: Params, df: pd.DataFrame, works: list[str], feats: list) -> tuple:
@@ -165,9 +184,10 @@ def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool =
         if p.fine.init == "coarse":   # the starting weights shape the run too
             extra.append(file_sha1(MODELS / "coarse" / "model.pt"))
     recordings = list(zip(df["recording_id"], df["work_id"], shas))
-    key = fingerprint(used, recordings, *extra)
+    trained = _training_params(used)
+    key = fingerprint(trained, recordings, *extra)
     length = "fine" if name == "fine" else "train"   # the section whose max_steps sets the length
-    recipe = fingerprint({**used, length: {k: v for k, v in used[length].items() if k != "max_steps"}},
+    recipe = fingerprint({**trained, length: {k: v for k, v in trained[length].items() if k != "max_steps"}},
                          recordings, *extra)
     work_dir = WORK / f"{name}-{recipe}-{steps}"
     distributed.init_from_env(resolve_device(p.train.device).type == "cuda")
@@ -201,8 +221,11 @@ def run(params_path: str | Path = PARAMS, name: str = "coarse", progress: bool =
         csv = report_dir / "loss.csv"
         history.to_csv(csv, index=False)
         png = plot_loss(result.history, report_dir / "loss.png", f"{name} model: training loss")
-        out = save_model(load_checkpoint(result.checkpoint), model_dir / "model.pt",
-                         works=works, fingerprint=key)
+        state, share = load_checkpoint(result.checkpoint), pretrained_share(p, name)
+        if share > 0:                    # the model as trained is kept beside the blend, for its own row
+            save_model(state, model_dir / AS_TRAINED, works=works, fingerprint=key)
+            state = interpolate_from(state, pretrained_checkpoint(p.train.pretrained), share)
+        out = save_model(state, model_dir / "model.pt", works=works, fingerprint=key, pretrained_share=share)
         summary = {"model": str(outputs[0] / out.name), "steps": result.steps, "works": len(works),
                    "recordings": len(df), "items": len(ds), "processes": distributed.world_size(),
                    "final_loss": float(history["total"].tail(20).mean())}
