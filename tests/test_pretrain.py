@@ -107,3 +107,16 @@ def test_interpolating_towards_a_checkpoint_blends_every_weight_but_the_classifi
     torch.save({"config": other.config, "model": other.state_dict()}, tmp_path / "model.pt")
     with pytest.raises(ValueError, match=r"model.d_model=48 \(params.yaml: 32\)"):
         interpolate_from(state, tmp_path / "model.pt", 0.25)
+
+
+def test_the_blend_applies_only_to_a_fine_model_that_descends_from_the_checkpoint(params):
+    """`fine.pretrained_share` needs the chain checkpoint → coarse → fine: with either
+    start from scratch, or for the coarse model, the share is 0 (`-S train.init=scratch`
+    alone trains from scratch without touching the checkpoint)."""
+    from coverhunter.pipeline.train import pretrained_share
+    p = dataclasses.replace(params, train=dataclasses.replace(params.train, init="pretrained"),
+                            fine=dataclasses.replace(params.fine, init="coarse", pretrained_share=0.2))
+    assert pretrained_share(p, "fine") == 0.2 and pretrained_share(p, "coarse") == 0.0
+    scratch = dataclasses.replace(p, train=dataclasses.replace(p.train, init="scratch"))
+    new_fine = dataclasses.replace(p, fine=dataclasses.replace(p.fine, init="scratch"))
+    assert pretrained_share(scratch, "fine") == 0.0 and pretrained_share(new_fine, "fine") == 0.0
