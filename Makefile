@@ -57,14 +57,18 @@ ablation: install
 # The generality checks (README "Generality"), in the soundfont the demo's models never heard:
 # vocal polyphony of two corpus collections no catalogue draws from (demo.size=polyphonic), and
 # folk tunes of none of the demo's works harmonised in four parts (demo.size=homophonic), each scored
-# with `make demo`'s models and the shipped checkpoint beside the baselines:
+# with `make demo`'s models (the fine one also as trained, before its blend with the checkpoint, when
+# it was blended) and the shipped checkpoint beside the baselines:
 # reports/generality/<preset>/<model>/metrics.json
+GENERALITY_MODELS = fine:artifacts/models/fine/model.pt fine_as_trained:artifacts/models/fine/as_trained.pt \
+	coarse:artifacts/models/coarse/model.pt pretrained:models/pretrained/model.pt
 generality: install
 	for s in polyphonic homophonic; do \
 	  $(BIN)/python -m coverhunter.demo --size $$s || exit 1; \
-	  for m in artifacts/models/fine artifacts/models/coarse models/pretrained; do \
+	  for nm in $(GENERALITY_MODELS); do name=$${nm%%:*}; path=$${nm#*:}; \
+	    [ -f $$path ] || continue; \
 	    $(BIN)/python -m coverhunter score -q --manifest data/demo_$$s/manifest.csv \
-	      --model $$m/model.pt --out reports/generality/$$s/$$(basename $$m) || exit 1; done; done
+	      --model $$path --out reports/generality/$$s/$$name || exit 1; done; done
 
 # the scheduled-retraining flow once, now (README: "Scheduled retraining")
 retrain: install
