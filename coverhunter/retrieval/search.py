@@ -31,6 +31,7 @@ from coverhunter.params import Params, RerankParams
 from coverhunter.retrieval.fusion import Fusion, baseline_distances, twodftm_vectors
 from coverhunter.retrieval.index import IDENTITY, ChunkIndex
 from coverhunter.retrieval.inference import embed_chunks
+from coverhunter.retrieval.metrics import track_distances
 from coverhunter.retrieval.rerank import neighbour_rerank
 
 COVER, NO_MATCH = "cover", "no match"
@@ -148,15 +149,13 @@ def _neighbour_order(index: ChunkIndex, short: np.ndarray, gallery: np.ndarray, 
     if rerank is None or rerank.weight == 0:
         return np.asarray(scores, np.float64)
     near = np.argsort(-scores, kind="stable")[:rerank.shortlist]       # positions in `short`
-    among = np.concatenate([np.arange(bounds[r], bounds[r + 1]) for r in near])
-    starts = np.cumsum([0, *(bounds[near + 1] - bounds[near])])[:-1]
-    chunk_sims = gallery[among] @ gallery[among].T                     # (Σ n, Σ n)
-    s_short = np.maximum.reduceat(np.maximum.reduceat(chunk_sims, starts, axis=1), starts, axis=0)
+    chunks = [gallery[bounds[r]:bounds[r + 1]] for r in near]         # each (n_r, d)
+    d_short = track_distances(chunks, chunks)                          # closest chunk pairs (K, K)
     if fusion is not None:
         tw = index.twodftm[short[near]]
-        s_short = 1.0 - fusion.distances(1.0 - s_short, baseline_distances(tw, tw))
+        d_short = fusion.distances(d_short, baseline_distances(tw, tw))
     order = np.asarray(scores, np.float64).copy()
-    order[near] = neighbour_rerank(scores[near], s_short, rerank.weight)
+    order[near] = neighbour_rerank(scores[near], 1.0 - d_short, rerank.weight)
     rest = np.setdiff1d(np.arange(len(short)), near)
     if len(rest):                                                      # behind the re-ranked, in their order
         order[rest] += order[near].min() - order[rest].max() - 1.0
