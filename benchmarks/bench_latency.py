@@ -49,7 +49,7 @@ from common import ROOT, table
 from coverhunter.features.audio import load_audio  # noqa: E402
 from coverhunter.features.cqt import CQTFrontEnd, extract_cqt  # noqa: E402
 from coverhunter.model import CoverHunterNet  # noqa: E402
-from coverhunter.model.onnx import RUNTIMES, for_runtime  # noqa: E402
+from coverhunter.model.runtime import RUNTIMES, for_runtime  # noqa: E402
 from coverhunter.params import load_params  # noqa: E402
 from coverhunter.retrieval.fusion import Fusion, twodftm_vectors  # noqa: E402
 from coverhunter.retrieval.index import ChunkIndex, IndexSpec  # noqa: E402

@@ -10,6 +10,7 @@ paper's ResNet-IBN 50 baseline [Table II] (resnet_ibn.py); the rest is unchanged
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import NamedTuple
 
@@ -76,12 +77,18 @@ class CoverHunterNet(nn.Module):
             h = block(h, mask)
         return h, mask
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> ModelOutput:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None,
+                encoder_dtype: torch.dtype | None = None) -> ModelOutput:
         # x: (B, T, bins) log-CQT, zero-padded; lengths: (B,) valid frames
+        # encoder_dtype: run the encoder alone under autocast to it (bfloat16 at inference:
+        # model/runtime.py); the pooling and the bottleneck stay in the input's precision
         if lengths is None:
             lengths = torch.full((x.shape[0],), x.shape[1], dtype=torch.long, device=x.device)
-        h, mask = self.encode(x, lengths)                               # (B, T/4, d)
-        pre = self.pool(h, mask)                                        # (B, pool_dim)
+        low = (torch.autocast(x.device.type, dtype=encoder_dtype) if encoder_dtype is not None
+               else contextlib.nullcontext())     # not autocast(enabled=False): AMP training stays on
+        with low:
+            h, mask = self.encode(x, lengths)                           # (B, T/4, d)
+        pre = self.pool(h.to(x.dtype) if encoder_dtype is not None else h, mask)   # (B, pool_dim)
         emb = self.bottleneck(pre)                                      # (B, embedding_dim)
         logits = self.classifier(emb) if self.classifier is not None else emb.new_zeros(len(emb), 0)
         return ModelOutput(pre, emb, logits)
@@ -91,8 +98,9 @@ class CoverHunterNet(nn.Module):
         return self.bottleneck.out_features
 
     @torch.no_grad()
-    def embed(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    def embed(self, x: torch.Tensor, lengths: torch.Tensor | None = None,
+              encoder_dtype: torch.dtype | None = None) -> torch.Tensor:
         """L2-normalised retrieval embeddings ``(B, embedding_dim)`` (eval mode required)."""
         if self.training:
             raise RuntimeError("call model.eval() before embed(): training mode masks attention")
-        return nn.functional.normalize(self(x, lengths).embedding.float(), dim=-1)
+        return nn.functional.normalize(self(x, lengths, encoder_dtype).embedding.float(), dim=-1)

@@ -12,17 +12,12 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections import OrderedDict
 
 import numpy as np
 import torch
 from torch import nn
 
-from coverhunter.model.checkpoint import tensors_digest
 from coverhunter.model.network import CoverHunterNet
-
-RUNTIMES = ("torch", "onnx")
-_sessions: OrderedDict[str, OnnxEncoder] = OrderedDict()   # weights digest -> export (the last few)
 
 
 class _Embedding(nn.Module):
@@ -71,19 +66,3 @@ class OnnxEncoder:
         out = self.session.run(None, {"x": x.numpy().astype(np.float32, copy=False),
                                       "lengths": lengths.numpy().astype(np.int64, copy=False)})[0]
         return torch.from_numpy(out)
-
-
-def for_runtime(model: CoverHunterNet, runtime: str) -> CoverHunterNet | OnnxEncoder:
-    """``model`` itself (``torch``) or its ONNX Runtime stand-in (``onnx``, made once per model)."""
-    if runtime == "torch":
-        return model
-    if runtime != "onnx":
-        raise ValueError(f"evaluate.runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
-    # keyed by the weights, not the object: a network changed in place is exported again
-    key = f"{model.config}|{tensors_digest(model.state_dict())}"
-    if key not in _sessions:
-        _sessions[key] = OnnxEncoder(model)
-        while len(_sessions) > 4:
-            _sessions.popitem(last=False)
-    _sessions.move_to_end(key)
-    return _sessions[key]

@@ -127,11 +127,11 @@ class EvalParams:
     tsne_perplexity: Positive   # the Fig. 3 map of the main test set
     train_works: int         # training works (all their versions) also scored as the set train_works; 0 = off
     search: str              # exact: every chunk pair | index: through a faiss index of index.kind, k = index.k
-    runtime: str             # torch | onnx: what runs the network at inference (evaluate, score, index, identify)
+    runtime: str             # torch | onnx | torch_bf16: what runs the network at inference (evaluate, index, ...)
 
     def __post_init__(self) -> None:
-        if self.runtime not in ("torch", "onnx"):
-            raise ValueError(f"params: evaluate.runtime must be torch or onnx, got {self.runtime!r}")
+        if self.runtime not in ("torch", "onnx", "torch_bf16"):
+            raise ValueError(f"params: evaluate.runtime must be torch, onnx or torch_bf16, got {self.runtime!r}")
         n = self.train_works
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"params: evaluate.train_works must be an integer >= 0, got {n!r}")

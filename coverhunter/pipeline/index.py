@@ -22,7 +22,7 @@ from coverhunter.features.chunking import chunk_features
 from coverhunter.features.extract import load_features, read_index
 from coverhunter.mlops import registry, tracking
 from coverhunter.model.checkpoint import load_model, resolve_device
-from coverhunter.model.onnx import for_runtime
+from coverhunter.model.runtime import for_runtime
 from coverhunter.params import BaselineParams, Params
 from coverhunter.pipeline.layout import FEATURES, MODELS, REPORTS, load, validated_manifest, write_json
 from coverhunter.retrieval.fusion import baseline_distances, fit_catalogue, twodftm_vectors

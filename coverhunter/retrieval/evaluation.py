@@ -12,7 +12,7 @@ import pandas as pd
 
 from coverhunter.features.extract import load_features, read_index
 from coverhunter.model import CoverHunterNet
-from coverhunter.model.onnx import for_runtime
+from coverhunter.model.runtime import for_runtime
 from coverhunter.params import BaselineParams, EvalParams, Params
 from coverhunter.retrieval.baselines import BASELINES, baseline_vectors, row_name
 from coverhunter.retrieval.fusion import baseline_distances, fit_square, twodftm_vectors

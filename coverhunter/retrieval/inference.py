@@ -9,11 +9,12 @@ import torch
 from coverhunter.features.chunking import chunk_features
 from coverhunter.model import CoverHunterNet
 from coverhunter.model.onnx import OnnxEncoder
+from coverhunter.model.runtime import BFloat16Encoder
 from coverhunter.progress import bar as progress_bar
 from coverhunter.training.data import pad_batch
 
 
-def embed_chunks(model: CoverHunterNet | OnnxEncoder, chunks: Sequence[np.ndarray], batch_chunks: int,
+def embed_chunks(model: CoverHunterNet | OnnxEncoder | BFloat16Encoder, chunks: Sequence[np.ndarray], batch_chunks: int,
                  device: torch.device | str = "cpu", progress: bool = False) -> np.ndarray:
     """Embed chunks ``(T_i, bins)`` of any lengths: ``(n_chunks, embedding_dim)``
     L2-normalised float32. Chunks of similar length share a batch (less padding);

@@ -26,7 +26,7 @@ from coverhunter.features.cqt import CQTFrontEnd, extract_cqt
 from coverhunter.features.extract import features_hash
 from coverhunter.model import CoverHunterNet
 from coverhunter.model.checkpoint import load_model
-from coverhunter.model.onnx import for_runtime
+from coverhunter.model.runtime import for_runtime
 from coverhunter.params import Params, RerankParams
 from coverhunter.retrieval.fusion import Fusion, baseline_distances, twodftm_vectors
 from coverhunter.retrieval.index import IDENTITY, ChunkIndex
