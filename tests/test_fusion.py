@@ -11,7 +11,7 @@ from test_baselines import melody_cqt
 from test_index import CHUNK, META, D, catalogue, spec, unit
 
 from coverhunter.retrieval.evaluation import EvalSet, score_baselines, score_ranking, score_set
-from coverhunter.retrieval.fusion import Fusion, fit_catalogue, fit_square, twodftm_vectors
+from coverhunter.retrieval.fusion import Fusion, fit_catalogue, fit_square, twodftm_distances, twodftm_vectors
 from coverhunter.retrieval.index import ChunkIndex
 from coverhunter.retrieval.metrics import track_distances
 from coverhunter.retrieval.search import index_fusion, rank
@@ -86,7 +86,7 @@ def test_the_fused_row_is_the_model_at_weight_0_and_the_2dftm_at_weight_1(params
     twodftm_row = score_baselines([tunes_set], {"classic": params.baselines["classic"]})["baseline_2dftm"]
     for weight, want in ((0.0, model_row), (1.0, twodftm_row["synthetic"])):
         p = dataclasses.replace(params, fusion=dataclasses.replace(params.fusion, weight=weight,
-                                                                   profile="classic"))
+                                                                   profile="classic", centre=False))
         got = score_ranking(tunes_set, chunks, p)["fused"]
         assert {k: got[k] for k in ("mAP", "MR1", "HR1", "n_queries")} == \
             {k: pytest.approx(want[k]) for k in ("mAP", "MR1", "HR1", "n_queries")}, weight
@@ -124,3 +124,70 @@ def test_identify_ranks_by_the_fused_score_when_the_index_has_fusion(params, tun
     index.meta["fusion"] = fusion.as_dict()
     assert index_fusion(index) == fusion
     assert index_fusion(ChunkIndex(index.vectors, index.tags, index.spec, index.meta)) is None   # no vectors
+
+
+def test_centring_removes_what_every_recording_shares(params):
+    """Centred on the catalogue's mean, the 2DFTM distances are those of ``x - mean`` by hand,
+    and adding one vector to every recording's 2DFTM (a component all share) leaves them
+    unchanged, where it moves the raw cosines towards 0."""
+    rng = np.random.default_rng(21)
+    x = np.abs(rng.normal(size=(5, 8)))
+    shared = 10.0 * np.abs(rng.normal(size=8))
+    fusion = fit_catalogue([unit(rng.normal(size=(2, D))) for _ in range(5)], x, 0.3,
+                           params.baselines["classic"], 100, 0, centre=True)
+    assert fusion.centre == pytest.approx(tuple(x.mean(axis=0)))
+    c = x - x.mean(axis=0)
+    c /= np.linalg.norm(c, axis=1, keepdims=True)
+    np.testing.assert_allclose(fusion.twodftm_distances(x, x), 1.0 - c @ c.T, atol=1e-12)
+    moved = fit_catalogue([unit(rng.normal(size=(2, D))) for _ in range(5)], x + shared, 0.3,
+                          params.baselines["classic"], 100, 0, centre=True)
+    np.testing.assert_allclose(moved.twodftm_distances(x + shared, x + shared), 1.0 - c @ c.T, atol=1e-9)
+    raw = twodftm_distances(unit(x), unit(x))
+    raw_moved = twodftm_distances(unit(x + shared), unit(x + shared))
+    assert raw_moved.max() < 0.1 * raw.max()                      # the shared part dominates raw cosines
+    # the distance means are measured on the centred distances; the mean survives JSON
+    off = ~np.eye(5, dtype=bool)
+    assert fusion.twodftm_mean == pytest.approx(float((1.0 - c @ c.T)[off].mean()))
+    assert Fusion.from_dict(json.loads(json.dumps(fusion.as_dict()))) == fusion
+    assert fusion.summary()["centred"] and "centre" not in fusion.summary()
+    # an index built before centring existed has no centre: its fusion compares raw cosines
+    old = {k: v for k, v in fusion.as_dict().items() if k != "centre"}
+    assert Fusion.from_dict(old).centre is None
+    np.testing.assert_allclose(Fusion.from_dict(old).twodftm_distances(unit(x), unit(x)), raw)
+
+
+def test_the_centred_row_is_the_fused_row_at_weight_1(params, tunes_set):
+    """With ``fusion.centre`` the ranking rows include the centred 2DFTM alone, and at
+    w = 1 the fused row is exactly it (one rescaling changes no ranking)."""
+    rng = np.random.default_rng(12)
+    chunks = [unit(rng.normal(size=(3, D))) for _ in tunes_set.recording_ids]
+    p = dataclasses.replace(params, fusion=dataclasses.replace(params.fusion, weight=1.0, profile="classic",
+                                                               centre=True))
+    rows = score_ranking(tunes_set, chunks, p)
+    assert set(rows) == {"fused", "reranked", "baseline_2dftm_centred"}
+    for key in ("mAP", "MR1", "HR1", "n_queries"):
+        assert rows["fused"][key] == pytest.approx(rows["baseline_2dftm_centred"][key])
+    off = dataclasses.replace(p, fusion=dataclasses.replace(p.fusion, centre=False))
+    assert set(score_ranking(tunes_set, chunks, off)) == {"fused", "reranked"}
+
+
+def test_identify_scores_a_centred_fusion_as_the_index_report_does(params, tunes_set):
+    """``rank`` (identify) and ``track_similarities`` (the index stage's report) give one
+    recording the same fused score when the fusion centres the 2DFTM."""
+    from coverhunter.pipeline.index import track_similarities
+    bp = params.baselines["classic"]
+    rng = np.random.default_rng(14)
+    vecs = [unit(rng.normal(size=(2, D))) for _ in tunes_set.recording_ids]
+    ids, works = list(tunes_set.recording_ids), list(tunes_set.work_ids)
+    twodftm = twodftm_vectors(tunes_set.features, bp)
+    index = ChunkIndex.from_recordings(vecs, [np.zeros(2)] * len(ids), CHUNK, ids, works,
+                                       [2 * CHUNK] * len(ids), spec(), META, twodftm)
+    fusion = fit_catalogue(vecs, twodftm, 0.3, bp, 100, 0, centre=True)
+    index.meta["fusion"] = fusion.as_dict()
+    assert index_fusion(index) == fusion
+    query = unit(vecs[4] + 0.3 * unit(rng.normal(size=(2, D))))
+    got = rank(index, query, np.zeros(2), CHUNK, len(ids) * 2, len(ids), None, len(ids), fusion, twodftm[4])
+    want = track_similarities(index, [query], twodftm[[4]], ids)[0]
+    for m in got:
+        assert m.score == pytest.approx(want[ids.index(m.recording_id)], abs=1e-6)   # float32 vectors
+    assert got[0].recording_id == "w1-v1"

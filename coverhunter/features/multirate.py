@@ -26,6 +26,10 @@ from coverhunter.params import FeatureParams
 PASSBAND = 0.8        # a bin runs at a rate whose Nyquist frequency is at least f / PASSBAND
 HALFBAND_TAPS = 63    # the low-pass before each halving: cut-off at the new Nyquist frequency
 HALVE_BLOCK = 16      # outputs per row of the halving's matrix product (below)
+MIN_HALVE = 2048      # shorter signals are halved zero-padded to this length: under ~400 samples
+                      # the convolution runs another kernel on some CPUs (AVX-512 here), whose sums
+                      # differ in the last bit, and a short recording's features would then depend
+                      # on what it is batched with; the outputs kept are the same sums
 MAX_HALVINGS = 7      # 640 = 2^7 * 5: the hop stays a whole number of samples
 
 
@@ -85,7 +89,9 @@ class MultirateCQT(nn.Module):
     def _halve(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, 1, n) → (B, 1, ceil(n / 2)), zero-phase: output m is the filter centred on input 2m
         n_out = (x.shape[-1] + 1) // 2
-        blocks = -(-n_out // HALVE_BLOCK)
+        if x.shape[-1] < MIN_HALVE:                 # zeros, as the right padding below: n_out unchanged
+            x = F.pad(x, (0, MIN_HALVE - x.shape[-1]))
+        blocks = -(-((x.shape[-1] + 1) // 2) // HALVE_BLOCK)
         right = 2 * HALVE_BLOCK * (blocks - 1) + self.halve_kernel.shape[-1] - x.shape[-1] - HALFBAND_TAPS // 2
         y = F.conv1d(F.pad(x, (HALFBAND_TAPS // 2, right)), self.halve_kernel, stride=2 * HALVE_BLOCK)
         return y.transpose(1, 2).reshape(x.shape[0], 1, -1)[..., :n_out]      # (B, HALVE_BLOCK, blocks) → (B, 1, n_out)

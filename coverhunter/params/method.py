@@ -166,6 +166,7 @@ class FusionParams:
     ``fused`` row of evaluate and score, and the ranking of ``identify``."""
     weight: Annotated[float, Field(ge=0, le=1)]   # share of the rescaled 2DFTM distance; 0 = the model alone
     profile: str           # the baselines: profile whose 2DFTM constants are fused
+    centre: bool           # centre the 2DFTM vectors on the catalogue's mean before their cosine
     fit_recordings: Count  # the index stage measures both means on at most this many catalogue recordings
 
 

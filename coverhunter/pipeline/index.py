@@ -25,7 +25,7 @@ from coverhunter.model.checkpoint import load_model, resolve_device
 from coverhunter.model.runtime import for_runtime
 from coverhunter.params import BaselineParams, Params
 from coverhunter.pipeline.layout import FEATURES, MODELS, REPORTS, load, validated_manifest, write_json
-from coverhunter.retrieval.fusion import baseline_distances, fit_catalogue, twodftm_vectors
+from coverhunter.retrieval.fusion import fit_catalogue, twodftm_vectors
 from coverhunter.retrieval.index import ChunkIndex, IndexSpec
 from coverhunter.retrieval.inference import embed_recordings
 from coverhunter.retrieval.metrics import retrieval_metrics, track_distances
@@ -124,7 +124,7 @@ def track_similarities(index: ChunkIndex, q_vectors: list[np.ndarray], q_twodftm
     fusion = index_fusion(index)
     if fusion is None:
         return sim
-    return 1.0 - fusion.distances(1.0 - sim, baseline_distances(q_twodftm, index.twodftm_of(gallery)))
+    return 1.0 - fusion.distances(1.0 - sim, fusion.twodftm_distances(q_twodftm, index.twodftm_of(gallery)))
 
 
 def open_set(index: ChunkIndex, queries: pd.DataFrame, q_vectors: list[np.ndarray],
@@ -191,8 +191,8 @@ def run(params_path: str | Path = "params.yaml", progress: bool = True, embed: E
     meta = index_meta(model_path, p, model_version) | {"built": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     constants = fusion_constants(p)
     index = build(p, rows, model_path, meta, embed=embed, constants=constants)
-    fusion = fit_catalogue(index.chunks_of(index.recordings()), index.twodftm,
-                           p.fusion.weight, constants, p.fusion.fit_recordings, p.train.seed)
+    fusion = fit_catalogue(index.chunks_of(index.recordings()), index.twodftm, p.fusion.weight,
+                           constants, p.fusion.fit_recordings, p.train.seed, p.fusion.centre)
     index.meta["fusion"] = fusion.as_dict()
 
     val = df[df["split"] == p.data.val_split].sort_values("recording_id")
@@ -203,7 +203,7 @@ def run(params_path: str | Path = "params.yaml", progress: bool = True, embed: E
     exact = index if index.kind == "flat" else ChunkIndex(index.vectors, index.tags,
                                                           dataclasses.replace(index.spec, kind="flat"), index.meta)
     summary = {"kind": index.kind, "model_version": model_version, "n_vectors": len(index),
-               "n_recordings": len(index.recordings()), "fusion": fusion.as_dict(),
+               "n_recordings": len(index.recordings()), "fusion": fusion.summary(),
                "threshold": threshold, "target_far": p.index.target_far,
                "val": open_set_rates(neg, pos, threshold)}
     for name in p.data.test_sets:

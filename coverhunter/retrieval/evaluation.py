@@ -15,7 +15,7 @@ from coverhunter.model import CoverHunterNet
 from coverhunter.model.runtime import for_runtime
 from coverhunter.params import BaselineParams, EvalParams, Params
 from coverhunter.retrieval.baselines import BASELINES, baseline_vectors, row_name
-from coverhunter.retrieval.fusion import baseline_distances, fit_square, twodftm_vectors
+from coverhunter.retrieval.fusion import fit_square, twodftm_centre, twodftm_distances, twodftm_vectors
 from coverhunter.retrieval.index import ChunkIndex, IndexSpec
 from coverhunter.retrieval.inference import embed_recordings
 from coverhunter.retrieval.metrics import retrieval_metrics, track_distances
@@ -88,23 +88,32 @@ def score_set(s: EvalSet, chunks: Sequence[np.ndarray], through: IndexSpec | Non
 
 def score_ranking(s: EvalSet, chunks: Sequence[np.ndarray], p: Params) -> dict[str, dict[str, float | int]]:
     """The rows of how ``identify`` ranks, on one set: ``fused``, the model's leave-one-out
-    distances (``evaluate.search``) fused with the 2DFTM's (``fusion:``, both means measured
-    on the set itself, which is its own catalogue here), and ``reranked``, those re-ranked
-    by mutual neighbours (``rerank:``)."""
+    distances (``evaluate.search``) fused with the 2DFTM's (``fusion:``, both means, and
+    with ``fusion.centre`` the mean 2DFTM vector, measured on the set itself, which is its
+    own catalogue here), and ``reranked``, those re-ranked by mutual neighbours
+    (``rerank:``). With ``fusion.centre`` also the centred 2DFTM alone, the training-free
+    part of the fused score (``baseline_2dftm_centred``)."""
     constants = p.baselines[p.fusion.profile]
     d_model = set_distances(chunks, *search_of(p))
     vectors = twodftm_vectors(s.features, constants, p.features.bins_per_octave)
-    d_baseline = baseline_distances(vectors, vectors)
-    fused = fit_square(d_model, d_baseline, p.fusion.weight, constants).distances(d_model, d_baseline)
-    return {FUSED: set_metrics(s, fused),
+    centre = twodftm_centre(vectors) if p.fusion.centre else None
+    d_baseline = twodftm_distances(vectors, vectors, centre)
+    fused = fit_square(d_model, d_baseline, p.fusion.weight, constants, centre).distances(d_model, d_baseline)
+    rows = {FUSED: set_metrics(s, fused),
             RERANKED: set_metrics(s, rerank_square(fused, p.rerank.shortlist, p.rerank.weight))}
+    return rows | ({centred_row(p): set_metrics(s, d_baseline)} if p.fusion.centre else {})
+
+
+def centred_row(p: Params) -> str:
+    """The row of the fused profile's 2DFTM centred on the set: ``baseline_2dftm_centred``."""
+    return row_name("2dftm", p.fusion.profile) + "_centred"
 
 
 def score_rankings(sets: Sequence[EvalSet], chunks: Mapping[str, Sequence[np.ndarray]],
                    p: Params) -> dict[str, dict[str, dict[str, float | int]]]:
     """``{row: {set: metrics}}`` of :func:`score_ranking` on every set (``chunks`` by set name)."""
     per_set = {s.name: score_ranking(s, chunks[s.name], p) for s in sets}
-    return {row: {name: rows[row] for name, rows in per_set.items()} for row in (FUSED, RERANKED)}
+    return {row: {name: rows[row] for name, rows in per_set.items()} for row in next(iter(per_set.values()), {})}
 
 
 def search_of(p: Params) -> tuple[IndexSpec | None, int]:

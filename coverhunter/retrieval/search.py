@@ -28,7 +28,7 @@ from coverhunter.model import CoverHunterNet
 from coverhunter.model.checkpoint import load_model
 from coverhunter.model.runtime import for_runtime
 from coverhunter.params import Params, RerankParams
-from coverhunter.retrieval.fusion import Fusion, baseline_distances, twodftm_vectors
+from coverhunter.retrieval.fusion import Fusion, twodftm_vectors
 from coverhunter.retrieval.index import IDENTITY, ChunkIndex
 from coverhunter.retrieval.inference import embed_chunks
 from coverhunter.retrieval.metrics import track_distances
@@ -118,7 +118,7 @@ def rank(index: ChunkIndex, q_vectors: np.ndarray, q_starts: np.ndarray, q_durat
         sim = q_vectors @ gallery.T                                    # exact (m, Σ n_ref), one product
         scores = np.maximum.reduceat(sim.max(axis=0), bounds[:-1])      # closest chunk pair per recording
         if fusion is not None:
-            d_2dftm = baseline_distances(q_twodftm[None], index.twodftm[short])[0]     # (len(short),)
+            d_2dftm = fusion.twodftm_distances(q_twodftm[None], index.twodftm[short])[0]   # (len(short),)
             scores = 1.0 - fusion.distances(1.0 - scores, d_2dftm)
         order = _neighbour_order(index, short, gallery, bounds, scores, fusion, rerank)
     names = index.recording_names[short]
@@ -153,7 +153,7 @@ def _neighbour_order(index: ChunkIndex, short: np.ndarray, gallery: np.ndarray, 
     d_short = track_distances(chunks, chunks)                          # closest chunk pairs (K, K)
     if fusion is not None:
         tw = index.twodftm[short[near]]
-        d_short = fusion.distances(d_short, baseline_distances(tw, tw))
+        d_short = fusion.distances(d_short, fusion.twodftm_distances(tw, tw))
     order = np.asarray(scores, np.float64).copy()
     order[near] = neighbour_rerank(scores[near], 1.0 - d_short, rerank.weight)
     rest = np.setdiff1d(np.arange(len(short)), near)
