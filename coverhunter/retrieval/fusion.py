@@ -17,8 +17,8 @@ standard deviation, scored within 0.015 mAP of this at every weight measured.)
 
 With ``fusion.centre`` the 2DFTM vectors are first centred on the catalogue's mean vector
 (then L2-normalised again). A 2DFTM is a non-negative magnitude spectrum, so every
-recording shares a large common part and raw cosines crowd near 1; without it the
-differences between works weigh more. No labels are used: the mean is the catalogue's
+recording shares a large common part and raw cosines crowd near 1; with it removed, what
+tells works apart weighs more. No labels are used: the mean is the catalogue's
 (the set's own in evaluation), fitted with the distance means and stored with them.
 """
 from __future__ import annotations
