@@ -14,9 +14,9 @@ from torch import nn
 from coverhunter.model.checkpoint import tensors_digest
 from coverhunter.model.network import CoverHunterNet
 from coverhunter.model.onnx import OnnxEncoder
+from coverhunter.params.method import RUNTIMES
 
 log = logging.getLogger(__name__)
-RUNTIMES = ("torch", "onnx", "torch_bf16")
 _made: OrderedDict[tuple[str, str], OnnxEncoder | BFloat16Encoder] = OrderedDict()   # the last few
 
 

@@ -8,6 +8,8 @@ from pydantic import Field
 
 from coverhunter.params.base import Count, NonNegative, Positive, Size, dataclass
 
+RUNTIMES = ("torch", "onnx", "torch_bf16")   # evaluate.runtime: what runs the network at inference (model/runtime.py)
+
 
 @dataclass
 class FeatureParams:
@@ -130,8 +132,8 @@ class EvalParams:
     runtime: str             # torch | onnx | torch_bf16: what runs the network at inference (evaluate, index, ...)
 
     def __post_init__(self) -> None:
-        if self.runtime not in ("torch", "onnx", "torch_bf16"):
-            raise ValueError(f"params: evaluate.runtime must be torch, onnx or torch_bf16, got {self.runtime!r}")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"params: evaluate.runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
         n = self.train_works
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"params: evaluate.train_works must be an integer >= 0, got {n!r}")
