@@ -51,7 +51,8 @@ from coverhunter.features.cqt import CQTFrontEnd, extract_cqt  # noqa: E402
 from coverhunter.model import CoverHunterNet  # noqa: E402
 from coverhunter.model.runtime import RUNTIMES, for_runtime  # noqa: E402
 from coverhunter.params import load_params  # noqa: E402
-from coverhunter.retrieval.fusion import Fusion, twodftm_centre, twodftm_vectors  # noqa: E402
+from coverhunter.retrieval.centring import mean_vector  # noqa: E402
+from coverhunter.retrieval.fusion import Fusion, twodftm_vectors  # noqa: E402
 from coverhunter.retrieval.index import ChunkIndex, IndexSpec  # noqa: E402
 from coverhunter.retrieval.search import chunk_vectors, rank, recall_at  # noqa: E402
 
@@ -129,7 +130,7 @@ def catalogue_rows(n: int, d: int, p, rng: np.random.Generator, folder: Path, st
     codes += ", fused" if index.twodftm is not None else ""
     # the means are measured on a real catalogue; the time does not depend on them
     fusion = Fusion(p.fusion.weight, 0.5, 0.05, p.baselines[p.fusion.profile],
-                    twodftm_centre(index.twodftm[:1000]) if p.fusion.centre else None) \
+                    mean_vector(index.twodftm[:1000]) if p.fusion.centre else None) \
         if index.twodftm is not None else None
     q_twodftm = None if fusion is None else index.twodftm[0]
     rows = []

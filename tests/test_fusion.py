@@ -10,6 +10,7 @@ import pytest
 from test_baselines import melody_cqt
 from test_index import CHUNK, META, D, catalogue, spec, unit
 
+from coverhunter.retrieval.centring import centred_on_mean
 from coverhunter.retrieval.evaluation import EvalSet, score_baselines, score_ranking, score_set
 from coverhunter.retrieval.fusion import Fusion, fit_catalogue, fit_square, twodftm_distances, twodftm_vectors
 from coverhunter.retrieval.index import ChunkIndex
@@ -86,7 +87,8 @@ def test_the_fused_row_is_the_model_at_weight_0_and_the_2dftm_at_weight_1(params
     twodftm_row = score_baselines([tunes_set], {"classic": params.baselines["classic"]})["baseline_2dftm"]
     for weight, want in ((0.0, model_row), (1.0, twodftm_row["synthetic"])):
         p = dataclasses.replace(params, fusion=dataclasses.replace(params.fusion, weight=weight,
-                                                                   profile="classic", centre=False))
+                                                                   profile="classic", centre=False),
+                                index=dataclasses.replace(params.index, centre=False))
         got = score_ranking(tunes_set, chunks, p)["fused"]
         assert {k: got[k] for k in ("mAP", "MR1", "HR1", "n_queries")} == \
             {k: pytest.approx(want[k]) for k in ("mAP", "MR1", "HR1", "n_queries")}, weight
@@ -191,3 +193,22 @@ def test_identify_scores_a_centred_fusion_as_the_index_report_does(params, tunes
     for m in got:
         assert m.score == pytest.approx(want[ids.index(m.recording_id)], abs=1e-6)   # float32 vectors
     assert got[0].recording_id == "w1-v1"
+
+
+def test_with_index_centre_the_fused_row_at_weight_0_is_the_model_on_centred_vectors(params, tunes_set):
+    """``index.centre``: the ranking rows see the chunk vectors centred on the set's own mean
+    chunk vector (the set is its own catalogue), so at w = 0 the fused row is the model's row
+    of those centred vectors. Here every chunk shares one large component, so centring
+    changes the ranking (the model's own rows stay raw)."""
+    rng = np.random.default_rng(15)
+    shared = 3.0 * unit(rng.normal(size=D))
+    chunks = [unit(shared + rng.normal(size=(3, D))) for _ in tunes_set.recording_ids]
+    p = dataclasses.replace(params, fusion=dataclasses.replace(params.fusion, weight=0.0),
+                            index=dataclasses.replace(params.index, centre=True))
+    got = score_ranking(tunes_set, chunks, p)["fused"]
+    mean = np.concatenate(chunks).mean(axis=0)
+    by_hand = [unit(c - mean) for c in chunks]
+    np.testing.assert_allclose(centred_on_mean(chunks)[0][4], by_hand[4], atol=1e-6)
+    want, raw = score_set(tunes_set, by_hand), score_set(tunes_set, chunks)
+    assert got["mAP"] == pytest.approx(want["mAP"]) and got["MR1"] == pytest.approx(want["MR1"])
+    assert raw["MR1"] != pytest.approx(want["MR1"])           # so the test tells the two apart

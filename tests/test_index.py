@@ -278,3 +278,35 @@ def test_each_recordings_2dftm_vector_follows_it_through_add_drop_save_and_shard
         ChunkIndex(full.vectors, full.tags, full.spec, META, twodftm=full.twodftm[:3])
     plain = ChunkIndex.load(build(vecs, starts, ids, works, durations).save(tmp_path / "plain"))
     assert plain.twodftm is None
+
+
+def test_centred_vectors_by_hand_and_what_is_added_later_takes_the_catalogues_mean(params, tmp_path):
+    """``index.centre``: chunk vectors (3, 1), (1, 1), (2, -2) have the mean (2, 0) and are
+    stored as (1, 1)/√2, (-1, 1)/√2, (0, -1), the mean kept in the meta. A recording added
+    later, (4, 0), is centred on that mean, (1, 0), not on its own (which would leave
+    nothing). A query is centred as the catalogue was: a copy of b scores 1. Without a
+    centre (an index built before, or index.centre off) vectors stay as they are."""
+    from coverhunter.pipeline.index import build
+
+    def embedder(vectors):
+        return lambda p, rows, model_path, features_dir: (
+            vectors, [np.zeros(len(v)) for v in vectors], [CHUNK] * len(vectors))
+
+    rows = pd.DataFrame({"recording_id": ["a", "b"], "work_id": ["wa", "wb"]})
+    raw = [np.array([[3.0, 1.0]], np.float32), np.array([[1.0, 1.0], [2.0, -2.0]], np.float32)]
+    index = build(params, rows, tmp_path / "m.pt", META, embed=embedder(raw), centre=True)
+    r = 2 ** -0.5
+    np.testing.assert_allclose(index.vectors, [[r, r], [-r, r], [0.0, -1.0]], atol=1e-6)
+    assert index.centre == pytest.approx([2.0, 0.0])
+    added = build(params, pd.DataFrame({"recording_id": ["c"], "work_id": ["wc"]}), tmp_path / "m.pt", META,
+                  embed=embedder([np.array([[4.0, 0.0]], np.float32)]), centre=index.centre)
+    np.testing.assert_allclose(added.vectors, [[1.0, 0.0]], atol=1e-6)
+    grown = index.add(added)
+    assert grown.centre == index.centre
+    index.save(tmp_path / "ix")
+    back = ChunkIndex.load(tmp_path / "ix")
+    top = rank(back, back.centred(raw[1][:1]), np.zeros(1), CHUNK, 3, 3, None, 1)[0]
+    assert (top.recording_id, top.score) == ("b", pytest.approx(1.0))
+    plain = build(params, rows, tmp_path / "m.pt", META, embed=embedder(raw))
+    assert plain.centre is None and plain.centred(raw[0]) is raw[0]
+    np.testing.assert_allclose(plain.vectors, np.concatenate(raw))

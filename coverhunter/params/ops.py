@@ -27,6 +27,7 @@ class IndexParams:
     top: Count                 # works reported per query
     target_far: Annotated[float, Field(gt=0, lt=1)]   # false-accept rate the threshold is calibrated to
     snippet_s: Positive        # short queries of the report: this much from the middle of each test recording
+    centre: bool               # chunk vectors centred on the catalogue's mean chunk vector (queries on the same)
 
     def __post_init__(self) -> None:
         if self.kind not in ("flat", "ivf", "hnsw", "auto"):

@@ -5,13 +5,14 @@ false-reject rates on each test set (works held out of the catalogue as true neg
 in `reports/index.json`. The index also holds each recording's 2DFTM vector and the late
 fusion fitted on the catalogue (`fusion:`, coverhunter/retrieval/fusion.py): identify scores,
 and the threshold is calibrated, by the fused score (identify then orders its answers by
-mutual neighbours, `rerank:`). `coverhunter index add | remove`
+mutual neighbours, `rerank:`). With `index.centre` the chunk vectors are stored centred on
+the catalogue's mean, and every query on the same. `coverhunter index add | remove`
 change the catalogue in place."""
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from coverhunter.model.checkpoint import load_model, resolve_device
 from coverhunter.model.runtime import for_runtime
 from coverhunter.params import BaselineParams, Params
 from coverhunter.pipeline.layout import FEATURES, MODELS, REPORTS, load, validated_manifest, write_json
+from coverhunter.retrieval.centring import centred, centred_on_mean
 from coverhunter.retrieval.fusion import fit_catalogue, twodftm_vectors
 from coverhunter.retrieval.index import ChunkIndex, IndexSpec
 from coverhunter.retrieval.inference import embed_recordings
@@ -84,11 +86,18 @@ def twodftm_rows(p: Params, rows: pd.DataFrame, constants: BaselineParams,
 
 def build(p: Params, rows: pd.DataFrame, model_path: Path, meta: dict,
           features_dir: Path = FEATURES, embed: Embedder = embed_rows,
-          constants: BaselineParams | None = None) -> ChunkIndex:
+          constants: BaselineParams | None = None, centre: bool | Sequence[float] = False) -> ChunkIndex:
     """The index of manifest ``rows``; ``embed`` computes their vectors (:func:`embed_rows`
     here, or its shards on a cluster: flows/index.py); with ``constants``, also their 2DFTM
-    vectors."""
+    vectors. ``centre``: True stores the vectors centred on their own mean (``index.centre``),
+    a vector on that one (recordings added to an index), False as they are."""
     vectors, starts, durations = embed(p, rows, model_path, features_dir)
+    if centre is True:
+        vectors, centre = centred_on_mean(vectors)
+    elif centre is not False:
+        vectors = [centred(v, centre).astype(np.float32) for v in vectors]
+    if centre is not False:
+        meta = meta | {"centre": list(centre)}
     twodftm = None if constants is None else twodftm_rows(p, rows, constants, features_dir)
     return ChunkIndex.from_recordings(vectors, starts, p.index.chunk_s, rows["recording_id"].tolist(),
                                       rows["work_id"].tolist(), durations,
@@ -101,7 +110,7 @@ def query_vectors(index: ChunkIndex, p: Params, rows: pd.DataFrame, model_path: 
     ids = rows["recording_id"].tolist()
     if set(ids) <= set(index.recordings()):
         return index.chunks_of(ids)
-    return embed_rows(p, rows, model_path)[0]
+    return [index.centred(v) for v in embed_rows(p, rows, model_path)[0]]
 
 
 def query_twodftm(index: ChunkIndex, p: Params, rows: pd.DataFrame) -> np.ndarray | None:
@@ -143,14 +152,15 @@ def _metrics(m: dict) -> dict:
     return {k: m[k] for k in ("mAP", "HR1", "MR1", "n_queries")}
 
 
-def snippets(p: Params, rows: pd.DataFrame, model_path: Path) -> list[np.ndarray]:
-    """Chunk vectors of ``index.snippet_s`` cut from the middle of each recording."""
+def snippets(index: ChunkIndex, p: Params, rows: pd.DataFrame, model_path: Path) -> list[np.ndarray]:
+    """Chunk vectors of ``index.snippet_s`` cut from the middle of each recording, as the
+    index stores vectors."""
     fps = p.features.frame_rate
     n = round(p.index.snippet_s * fps)
     feats = load_features(FEATURES, rows["recording_id"].tolist(), read_index(FEATURES))
     cut = [f[max(0, (len(f) - n) // 2):][:n] for f in feats]
-    return embed_recordings(network(model_path, p), cut, p.index.chunk_s, p.index.hop_s, fps,
-                            p.evaluate.batch_chunks, resolve_device(p.train.device))
+    return [index.centred(v) for v in embed_recordings(network(model_path, p), cut, p.index.chunk_s, p.index.hop_s,
+                                                       fps, p.evaluate.batch_chunks, resolve_device(p.train.device))]
 
 
 def test_set_report(index: ChunkIndex, p: Params, q: pd.DataFrame, model_path: Path, threshold: float,
@@ -172,7 +182,7 @@ def test_set_report(index: ChunkIndex, p: Params, q: pd.DataFrame, model_path: P
             out["fused"] = _metrics(retrieval_metrics(fused, works, works, ids, ids))
             reranked = rerank_square(fused, p.rerank.shortlist, p.rerank.weight)   # identify's order
             out["reranked"] = _metrics(retrieval_metrics(reranked, works, works, ids, ids))
-    d, gallery = index_distances(index, snippets(p, q, model_path), p.index.k)
+    d, gallery = index_distances(index, snippets(index, p, q, model_path), p.index.k)
     out[f"snippets_{p.index.snippet_s:g}s"] = _metrics(
         retrieval_metrics(d, works, _works(index, gallery), ids, gallery))   # its own recording left out
     out["recall@10"] = recall_at(index, exact, np.concatenate(vectors))
@@ -190,7 +200,7 @@ def run(params_path: str | Path = "params.yaml", progress: bool = True, embed: E
     model_version = registry.version_of(file_sha1(model_path))   # None when it was not registered
     meta = index_meta(model_path, p, model_version) | {"built": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     constants = fusion_constants(p)
-    index = build(p, rows, model_path, meta, embed=embed, constants=constants)
+    index = build(p, rows, model_path, meta, embed=embed, constants=constants, centre=p.index.centre)
     fusion = fit_catalogue(index.chunks_of(index.recordings()), index.twodftm, p.fusion.weight,
                            constants, p.fusion.fit_recordings, p.train.seed, p.fusion.centre)
     index.meta["fusion"] = fusion.as_dict()
@@ -234,7 +244,8 @@ def change(params_path: str | Path, add: str | Path | None = None, remove: list[
         model_path = final_model(p)
         fusion = index_fusion(index)
         new = build(p, rows.sort_values("recording_id"), model_path, index_meta(model_path, p), cache,
-                    constants=None if fusion is None else fusion.constants)
+                    constants=None if fusion is None else fusion.constants,
+                    centre=False if index.centre is None else index.centre)
         index = index.add(new)          # keeps the index's own meta (threshold, model version)
     index.save(INDEX)
     return {"n_vectors": len(index), "n_recordings": len(index.recordings())}

@@ -15,7 +15,8 @@ from coverhunter.model import CoverHunterNet
 from coverhunter.model.runtime import for_runtime
 from coverhunter.params import BaselineParams, EvalParams, Params
 from coverhunter.retrieval.baselines import BASELINES, baseline_vectors, row_name
-from coverhunter.retrieval.fusion import fit_square, twodftm_centre, twodftm_distances, twodftm_vectors
+from coverhunter.retrieval.centring import centred_on_mean, mean_vector
+from coverhunter.retrieval.fusion import fit_square, twodftm_distances, twodftm_vectors
 from coverhunter.retrieval.index import ChunkIndex, IndexSpec
 from coverhunter.retrieval.inference import embed_recordings
 from coverhunter.retrieval.metrics import retrieval_metrics, track_distances
@@ -88,15 +89,16 @@ def score_set(s: EvalSet, chunks: Sequence[np.ndarray], through: IndexSpec | Non
 
 def score_ranking(s: EvalSet, chunks: Sequence[np.ndarray], p: Params) -> dict[str, dict[str, float | int]]:
     """The rows of how ``identify`` ranks, on one set: ``fused``, the model's leave-one-out
-    distances (``evaluate.search``) fused with the 2DFTM's (``fusion:``, both means, and
-    with ``fusion.centre`` the mean 2DFTM vector, measured on the set itself, which is its
-    own catalogue here), and ``reranked``, those re-ranked by mutual neighbours
-    (``rerank:``). With ``fusion.centre`` also the centred 2DFTM alone, the training-free
-    part of the fused score (``baseline_2dftm_centred``)."""
+    distances (``evaluate.search``; with ``index.centre`` of chunk vectors centred on the
+    set's mean) fused with the 2DFTM's (``fusion:``, both means, and with ``fusion.centre``
+    the mean 2DFTM vector, measured on the set itself, which is its own catalogue here), and
+    ``reranked``, those re-ranked by mutual neighbours (``rerank:``). With ``fusion.centre``
+    also the centred 2DFTM alone, the training-free part of the fused score
+    (``baseline_2dftm_centred``)."""
     constants = p.baselines[p.fusion.profile]
-    d_model = set_distances(chunks, *search_of(p))
+    d_model = set_distances(centred_on_mean(chunks)[0] if p.index.centre else chunks, *search_of(p))
     vectors = twodftm_vectors(s.features, constants, p.features.bins_per_octave)
-    centre = twodftm_centre(vectors) if p.fusion.centre else None
+    centre = mean_vector(vectors) if p.fusion.centre else None
     d_baseline = twodftm_distances(vectors, vectors, centre)
     fused = fit_square(d_model, d_baseline, p.fusion.weight, constants, centre).distances(d_model, d_baseline)
     rows = {FUSED: set_metrics(s, fused),

@@ -16,10 +16,7 @@ with a threshold as the model's is. (Standardising both distances instead, by me
 standard deviation, scored within 0.015 mAP of this at every weight measured.)
 
 With ``fusion.centre`` the 2DFTM vectors are first centred on the catalogue's mean vector
-(then L2-normalised again). A 2DFTM is a non-negative magnitude spectrum, so every
-recording shares a large common part and raw cosines crowd near 1; with it removed, what
-tells works apart weighs more. No labels are used: the mean is the catalogue's
-(the set's own in evaluation), fitted with the distance means and stored with them.
+(:mod:`coverhunter.retrieval.centring`), fitted with the distance means and stored with them.
 """
 from __future__ import annotations
 
@@ -30,6 +27,7 @@ import numpy as np
 
 from coverhunter.params import BaselineParams
 from coverhunter.retrieval.baselines import baseline_vectors
+from coverhunter.retrieval.centring import centred, mean_vector
 from coverhunter.retrieval.metrics import track_distances
 
 
@@ -70,21 +68,6 @@ class Fusion:
         centre = doc.get("centre")          # absent from indexes built before fusion.centre
         return cls(float(doc["weight"]), float(doc["model_mean"]), float(doc["twodftm_mean"]),
                    BaselineParams(**doc["constants"]), None if centre is None else tuple(map(float, centre)))
-
-
-def twodftm_centre(vectors: np.ndarray) -> tuple[float, ...]:
-    """The mean of 2DFTM vectors ``(n, D)``: ``D`` floats (zeros for no vectors)."""
-    vectors = np.asarray(vectors, np.float64)
-    return tuple(map(float, vectors.mean(axis=0))) if len(vectors) else (0.0,) * vectors.shape[1]
-
-
-def centred(vectors: np.ndarray, centre: Sequence[float] | None) -> np.ndarray:
-    """2DFTM vectors ``(n, D)`` minus ``centre``, L2-normalised (a vector equal to it becomes
-    zero); unchanged when ``centre`` is None."""
-    if centre is None:
-        return np.asarray(vectors)
-    x = np.asarray(vectors, np.float64) - np.asarray(centre, np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def twodftm_distances(queries: np.ndarray, gallery: np.ndarray,
@@ -129,6 +112,6 @@ def fit_catalogue(chunks: Sequence[np.ndarray], twodftm: np.ndarray, weight: flo
         if n > max_recordings else np.arange(n)
     sample = [chunks[i] for i in pick]
     vectors = np.asarray(twodftm)[pick]
-    mean = twodftm_centre(vectors) if centre else None
+    mean = mean_vector(vectors) if centre else None
     return fit_square(track_distances(sample, sample), twodftm_distances(vectors, vectors, mean),
                       weight, constants, mean)

@@ -10,7 +10,10 @@ vectors, so the similarities returned are exact. The float vectors are kept besi
 faiss structure (``vectors.npy``, memory-mapped when loaded: only the rows a query reads
 come into memory), so the exact re-ranking needs no second store and adding or removing
 recordings never embeds the catalogue again. An index may also hold one 2DFTM vector per
-recording (``twodftm.npy``), for late fusion (:mod:`coverhunter.retrieval.fusion`).
+recording (``twodftm.npy``), for late fusion (:mod:`coverhunter.retrieval.fusion`). With
+``index.centre`` the stored vectors are centred on the catalogue's mean chunk vector
+(:mod:`coverhunter.retrieval.centring`), which ``meta["centre"]`` keeps: queries and added
+recordings are centred on it too (:meth:`ChunkIndex.centred`).
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from coverhunter.atomic import replacing
+from coverhunter.retrieval.centring import centred
 
 TAG_COLUMNS = ["recording_id", "work_id", "start_s", "end_s"]
 VECTORS, TAGS, META, FAISS, TWODFTM = "vectors.npy", "tags.parquet", "index.json", "faiss.index", "twodftm.npy"
@@ -139,6 +143,15 @@ class ChunkIndex:
     @property
     def kind(self) -> str:
         return self.spec.resolved(len(self))
+
+    @property
+    def centre(self) -> list[float] | None:
+        """The mean chunk vector the stored vectors were centred on (``index.centre``), or None."""
+        return self.meta.get("centre")
+
+    def centred(self, vectors: np.ndarray) -> np.ndarray:
+        """Chunk vectors ``(m, d)`` as this index stores them: centred on its mean, if it has one."""
+        return vectors if self.centre is None else centred(vectors, self.centre).astype(np.float32)
 
     def recordings(self) -> list[str]:
         return list(self._rows)

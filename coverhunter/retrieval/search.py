@@ -190,6 +190,7 @@ class Searcher:
         vectors, starts = chunk_vectors(self.model, feats, self.index.meta["chunk_s"],
                                         self.index.meta["hop_s"], fps, self.p.evaluate.batch_chunks,
                                         self.device)
+        vectors = self.index.centred(vectors)            # as the catalogue's were stored
         ip = self.p.index
         q_twodftm = None if self.fusion is None else \
             twodftm_vectors([feats], self.fusion.constants, self.p.features.bins_per_octave)[0]
