@@ -66,7 +66,7 @@ from coverhunter.retrieval.embedding_map import recording_vectors, tsne_map
 from coverhunter.retrieval.evaluation import EvalSet, evaluate_sets, score_baselines, score_rankings, sets_from_manifest
 from coverhunter.training.loop import seed_everything
 
-SECTIONS = ("features", "model", "evaluate", "baselines", "fusion", "rerank", "data")
+SECTIONS = ("features", "model", "evaluate", "index", "baselines", "fusion", "rerank", "data")
 METRICS_JSON = REPORTS / "metrics.json"
 TRAIN_WORKS = "train_works"     # the set name of the sampled training works
 

@@ -99,7 +99,7 @@ def run(manifest: str | Path, model: str = "champion", out: str | Path = REPORTS
     write_json(out / "metrics.json", metrics)
     png = plot_metrics(metrics, out / "metrics.png")
     key = f"score-{fingerprint(str(Path(manifest).resolve()), model)}"
-    sections = ("features", "evaluate", "baselines", "fusion", "rerank")
+    sections = ("features", "evaluate", "index", "baselines", "fusion", "rerank")
     with tracking.stage_run("score", key, {s: raw[s] for s in sections},
                             tags={"manifest": str(Path(manifest).resolve()), "model": model}):
         tracking.log(flatten_metrics(metrics), [out / "metrics.json", png, report_md])
