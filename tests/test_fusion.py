@@ -12,7 +12,18 @@ from test_index import CHUNK, META, D, catalogue, spec, unit
 
 from coverhunter.retrieval.centring import centred_on_mean
 from coverhunter.retrieval.evaluation import EvalSet, score_baselines, score_ranking, score_set
-from coverhunter.retrieval.fusion import Fusion, fit_catalogue, fit_square, twodftm_distances, twodftm_vectors
+from coverhunter.retrieval.fusion import (
+    Fusion,
+    best_weight,
+    cross_fitted,
+    fit_catalogue,
+    fit_square,
+    fitted_weight,
+    twodftm_distances,
+    twodftm_vectors,
+    weight_aps,
+    weight_grid,
+)
 from coverhunter.retrieval.index import ChunkIndex
 from coverhunter.retrieval.metrics import track_distances
 from coverhunter.retrieval.search import index_fusion, rank
@@ -87,7 +98,7 @@ def test_the_fused_row_is_the_model_at_weight_0_and_the_2dftm_at_weight_1(params
     twodftm_row = score_baselines([tunes_set], {"classic": params.baselines["classic"]})["baseline_2dftm"]
     for weight, want in ((0.0, model_row), (1.0, twodftm_row["synthetic"])):
         p = dataclasses.replace(params, fusion=dataclasses.replace(params.fusion, weight=weight,
-                                                                   profile="classic", centre=False),
+                                                                   profile="classic", centre=False, fit=False),
                                 index=dataclasses.replace(params.index, centre=False))
         got = score_ranking(tunes_set, chunks, p)["fused"]
         assert {k: got[k] for k in ("mAP", "MR1", "HR1", "n_queries")} == \
@@ -164,7 +175,7 @@ def test_the_centred_row_is_the_fused_row_at_weight_1(params, tunes_set):
     rng = np.random.default_rng(12)
     chunks = [unit(rng.normal(size=(3, D))) for _ in tunes_set.recording_ids]
     p = dataclasses.replace(params, fusion=dataclasses.replace(params.fusion, weight=1.0, profile="classic",
-                                                               centre=True))
+                                                               centre=True, fit=False))
     rows = score_ranking(tunes_set, chunks, p)
     assert set(rows) == {"fused", "reranked", "baseline_2dftm_centred"}
     for key in ("mAP", "MR1", "HR1", "n_queries"):
@@ -203,7 +214,7 @@ def test_with_index_centre_the_fused_row_at_weight_0_is_the_model_on_centred_vec
     rng = np.random.default_rng(15)
     shared = 3.0 * unit(rng.normal(size=D))
     chunks = [unit(shared + rng.normal(size=(3, D))) for _ in tunes_set.recording_ids]
-    p = dataclasses.replace(params, fusion=dataclasses.replace(params.fusion, weight=0.0),
+    p = dataclasses.replace(params, fusion=dataclasses.replace(params.fusion, weight=0.0, fit=False),
                             index=dataclasses.replace(params.index, centre=True))
     got = score_ranking(tunes_set, chunks, p)["fused"]
     mean = np.concatenate(chunks).mean(axis=0)
@@ -212,3 +223,48 @@ def test_with_index_centre_the_fused_row_at_weight_0_is_the_model_on_centred_vec
     want, raw = score_set(tunes_set, by_hand), score_set(tunes_set, chunks)
     assert got["mAP"] == pytest.approx(want["mAP"]) and got["MR1"] == pytest.approx(want["MR1"])
     assert raw["MR1"] != pytest.approx(want["MR1"])           # so the test tells the two apart
+
+
+# two works of two recordings each: the model ranks them right (own 0.2, other 0.8), the
+# 2DFTM wrong (own 0.8, other 0.2); means 0.6 and 0.4 over the distinct pairs, so the fused
+# own-work distance is 0.2 + w, the other works' 0.8 - 0.5 w: right while w < 0.4
+WORKS, IDS = ["a", "a", "b", "b"], ["a0", "a1", "b0", "b1"]
+OWN = np.array([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0]], bool)
+D_RIGHT = np.where(OWN, 0.2, 0.8) * (1 - np.eye(4))
+D_WRONG = np.where(OWN, 0.8, 0.2) * (1 - np.eye(4))
+
+
+def test_the_fitted_weight_is_the_largest_on_the_plateau_by_hand(params):
+    """By hand (above): mAP 1 for w = 0 ... 0.3, below from 0.4 (a tie counts against), so
+    the rule picks 0.3; with both distances right every weight scores 1 and it picks 1.
+    Queries with no other version of their work cannot tell: None."""
+    bp, off = params.baselines["classic"], dataclasses.replace(params.rerank, weight=0.0)
+    fp = dataclasses.replace(params.fusion, fit=True, fit_step=0.1, plateau=0.0)
+    fusion = fit_square(D_RIGHT, D_WRONG, 0.5, bp)
+    assert (fusion.model_mean, fusion.twodftm_mean) == (pytest.approx(0.6), pytest.approx(0.4))
+    assert fitted_weight(fusion, D_RIGHT, D_WRONG, WORKS, IDS, fp, off) == 0.3
+    both = fit_square(D_RIGHT, D_RIGHT, 0.5, bp)
+    assert fitted_weight(both, D_RIGHT, D_RIGHT, WORKS, IDS, fp, off) == 1.0
+    assert fitted_weight(fusion, D_RIGHT, D_WRONG, ["a", "b", "c", "d"], IDS, fp, off) is None
+    # the plateau: at 0.4 each query's own version ties with both others and ranks last
+    # (AP 1/3), and stays last beyond, so only a plateau of 2/3 takes those weights in
+    aps = weight_aps(fusion, D_RIGHT, D_WRONG, WORKS, IDS, weight_grid(fp), off)
+    np.testing.assert_allclose(aps, [[1.0] * 4] * 4 + [[1 / 3] * 4] * 7)
+    assert best_weight(aps, np.arange(4), weight_grid(fp), 0.67) == 1.0
+    assert best_weight(aps, np.arange(4), weight_grid(fp), 0.66) == 0.3
+    assert best_weight(aps, np.array([0, 1]), weight_grid(fp), 0.0) == 0.3   # a subset of queries
+
+
+def test_cross_fitting_scores_each_fold_with_the_weight_fitted_on_the_others(params):
+    """Two works, two folds: each is scored at the weight fitted on the other, 0.3 both
+    ways, so the rows are the fusion at 0.3; where the other folds cannot tell (their
+    works have one recording each), the fixed weight stands in."""
+    bp, off = params.baselines["classic"], dataclasses.replace(params.rerank, weight=0.0)
+    fp = dataclasses.replace(params.fusion, fit=True, fit_step=0.1, plateau=0.0, weight=0.5, fit_folds=8)
+    fusion = fit_square(D_RIGHT, D_WRONG, 0.5, bp)
+    fused, reranked, weights = cross_fitted(fusion, D_RIGHT, D_WRONG, WORKS, IDS, fp, off, seed=0)
+    assert weights == [0.3, 0.3]                                     # two works: two folds
+    np.testing.assert_allclose(fused, dataclasses.replace(fusion, weight=0.3).distances(D_RIGHT, D_WRONG))
+    np.testing.assert_allclose(reranked, fused)                       # re-ranking off
+    _, _, weights = cross_fitted(fusion, D_RIGHT, D_WRONG, ["a", "a", "b", "c"], IDS, fp, off, seed=0)
+    assert sorted(weights) == [0.3, 0.3, 0.5]     # a's fold: b and c cannot tell

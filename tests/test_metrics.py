@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from coverhunter.retrieval.metrics import retrieval_metrics, track_distances
+from coverhunter.retrieval.metrics import average_precisions, retrieval_metrics, track_distances
 
 # Gallery g1..g5 with works A, B, A, C, A. Queries:
 #  q=g1 (work A, its own row is left out): ranking g4 .1 (C), g2 .2 (B), g3 .4 (A), g5 .4 (A)
@@ -30,6 +30,9 @@ def test_hand_worked_example():
     assert m["HR1"] == pytest.approx(1 / 3)
     assert m["P10"] == pytest.approx((0.2 + 0.1 + 0.3) / 3)
     assert m["n_queries"] == 3 and m["n_queries_without_relevant"] == 1
+    ap = average_precisions(DIST, QUERY_WORKS, GALLERY_WORKS, QUERY_IDS, GALLERY_IDS)
+    np.testing.assert_allclose(ap[:3], [5 / 12, 1 / 3, 34 / 45])
+    assert math.isnan(ap[3])                                            # q4: nothing relevant
 
 
 def test_gallery_order_does_not_change_the_result():

@@ -3,7 +3,8 @@ registered model, in a faiss index (`artifacts/index`), with the `cover` / `no m
 threshold calibrated on the validation works at `index.target_far`; its false-accept and
 false-reject rates on each test set (works held out of the catalogue as true negatives)
 in `reports/index.json`. The index also holds each recording's 2DFTM vector and the late
-fusion fitted on the catalogue (`fusion:`, coverhunter/retrieval/fusion.py): identify scores,
+fusion fitted on the catalogue (`fusion:`, coverhunter/retrieval/fusion.py; with `fusion.fit`
+its weight fitted on the validation works): identify scores,
 and the threshold is calibrated, by the fused score (identify then orders its answers by
 mutual neighbours, `rerank:`). With `index.centre` the chunk vectors are stored centred on
 the catalogue's mean, and every query on the same. `coverhunter index add | remove`
@@ -27,7 +28,7 @@ from coverhunter.model.runtime import for_runtime
 from coverhunter.params import BaselineParams, Params
 from coverhunter.pipeline.layout import FEATURES, MODELS, REPORTS, load, validated_manifest, write_json
 from coverhunter.retrieval.centring import centred, centred_on_mean
-from coverhunter.retrieval.fusion import fit_catalogue, twodftm_vectors
+from coverhunter.retrieval.fusion import Fusion, fit_catalogue, fitted_weight, twodftm_vectors
 from coverhunter.retrieval.index import ChunkIndex, IndexSpec
 from coverhunter.retrieval.inference import embed_recordings
 from coverhunter.retrieval.metrics import retrieval_metrics, track_distances
@@ -136,6 +137,19 @@ def track_similarities(index: ChunkIndex, q_vectors: list[np.ndarray], q_twodftm
     return 1.0 - fusion.distances(1.0 - sim, fusion.twodftm_distances(q_twodftm, index.twodftm_of(gallery)))
 
 
+def fit_weight(index: ChunkIndex, fusion: Fusion, p: Params, rows: pd.DataFrame, model_path: Path) -> Fusion:
+    """``fusion.fit``: ``fusion`` with its weight fitted on manifest ``rows`` (the val
+    works), each recording ranked among them by the catalogue's centring and means (the
+    plateau rule); as it was where they cannot tell."""
+    ids = rows["recording_id"].tolist()
+    vectors = query_vectors(index, p, rows, model_path)
+    twodftm = index.twodftm_of(ids) if set(ids) <= set(index.recordings()) else \
+        twodftm_rows(p, rows, fusion.constants)
+    w = fitted_weight(fusion, track_distances(vectors, vectors), fusion.twodftm_distances(twodftm, twodftm),
+                      rows["work_id"].tolist(), ids, p.fusion, p.rerank)
+    return fusion if w is None else dataclasses.replace(fusion, weight=w)
+
+
 def open_set(index: ChunkIndex, queries: pd.DataFrame, q_vectors: list[np.ndarray],
              q_twodftm: np.ndarray | None = None):
     """Per query recording: its best score among other works and among its own."""
@@ -203,9 +217,12 @@ def run(params_path: str | Path = "params.yaml", progress: bool = True, embed: E
     index = build(p, rows, model_path, meta, embed=embed, constants=constants, centre=p.index.centre)
     fusion = fit_catalogue(index.chunks_of(index.recordings()), index.twodftm, p.fusion.weight,
                            constants, p.fusion.fit_recordings, p.train.seed, p.fusion.centre)
+    val = df[df["split"] == p.data.val_split].sort_values("recording_id")
+    fitted = p.fusion.fit and len(val) > 0
+    if fitted:
+        fusion = fit_weight(index, fusion, p, val, model_path)
     index.meta["fusion"] = fusion.as_dict()
 
-    val = df[df["split"] == p.data.val_split].sort_values("recording_id")
     neg, pos = open_set(index, val, query_vectors(index, p, val, model_path), query_twodftm(index, p, val))
     threshold = calibrate(neg, p.index.target_far)
     index.meta.update(threshold=threshold, target_far=p.index.target_far)
@@ -213,7 +230,8 @@ def run(params_path: str | Path = "params.yaml", progress: bool = True, embed: E
     exact = index if index.kind == "flat" else ChunkIndex(index.vectors, index.tags,
                                                           dataclasses.replace(index.spec, kind="flat"), index.meta)
     summary = {"kind": index.kind, "model_version": model_version, "n_vectors": len(index),
-               "n_recordings": len(index.recordings()), "fusion": fusion.summary(),
+               "n_recordings": len(index.recordings()),
+               "fusion": fusion.summary() | {"weight_fitted_on": p.data.val_split if fitted else None},
                "threshold": threshold, "target_far": p.index.target_far,
                "val": open_set_rates(neg, pos, threshold)}
     for name in p.data.test_sets:

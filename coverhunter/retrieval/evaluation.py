@@ -16,7 +16,7 @@ from coverhunter.model.runtime import for_runtime
 from coverhunter.params import BaselineParams, EvalParams, Params
 from coverhunter.retrieval.baselines import BASELINES, baseline_vectors, row_name
 from coverhunter.retrieval.centring import centred_on_mean, mean_vector
-from coverhunter.retrieval.fusion import fit_square, twodftm_distances, twodftm_vectors
+from coverhunter.retrieval.fusion import cross_fitted, fit_square, twodftm_distances, twodftm_vectors
 from coverhunter.retrieval.index import ChunkIndex, IndexSpec
 from coverhunter.retrieval.inference import embed_recordings
 from coverhunter.retrieval.metrics import retrieval_metrics, track_distances
@@ -92,17 +92,24 @@ def score_ranking(s: EvalSet, chunks: Sequence[np.ndarray], p: Params) -> dict[s
     distances (``evaluate.search``; with ``index.centre`` of chunk vectors centred on the
     set's mean) fused with the 2DFTM's (``fusion:``, both means, and with ``fusion.centre``
     the mean 2DFTM vector, measured on the set itself, which is its own catalogue here), and
-    ``reranked``, those re-ranked by mutual neighbours (``rerank:``). With ``fusion.centre``
-    also the centred 2DFTM alone, the training-free part of the fused score
-    (``baseline_2dftm_centred``)."""
+    ``reranked``, those re-ranked by mutual neighbours (``rerank:``). With ``fusion.fit`` the
+    weight is cross-fitted on folds of the set's works, and the ``fused`` row also records
+    the folds' weights (least, mean, largest). With ``fusion.centre`` also the centred 2DFTM alone, the
+    training-free part of the fused score (``baseline_2dftm_centred``)."""
     constants = p.baselines[p.fusion.profile]
     d_model = set_distances(centred_on_mean(chunks)[0] if p.index.centre else chunks, *search_of(p))
     vectors = twodftm_vectors(s.features, constants, p.features.bins_per_octave)
     centre = mean_vector(vectors) if p.fusion.centre else None
     d_baseline = twodftm_distances(vectors, vectors, centre)
-    fused = fit_square(d_model, d_baseline, p.fusion.weight, constants, centre).distances(d_model, d_baseline)
-    rows = {FUSED: set_metrics(s, fused),
-            RERANKED: set_metrics(s, rerank_square(fused, p.rerank.shortlist, p.rerank.weight))}
+    fusion = fit_square(d_model, d_baseline, p.fusion.weight, constants, centre)
+    if p.fusion.fit:
+        fused, reranked, weights = cross_fitted(fusion, d_model, d_baseline, s.work_ids, s.recording_ids,
+                                                p.fusion, p.rerank, p.train.seed)
+        fitted = {"weight_min": min(weights), "weight_mean": float(np.mean(weights)), "weight_max": max(weights)}
+    else:
+        fused = fusion.distances(d_model, d_baseline)
+        reranked, fitted = rerank_square(fused, p.rerank.shortlist, p.rerank.weight), {}
+    rows = {FUSED: set_metrics(s, fused) | fitted, RERANKED: set_metrics(s, reranked)}
     return rows | ({centred_row(p): set_metrics(s, d_baseline)} if p.fusion.centre else {})
 
 

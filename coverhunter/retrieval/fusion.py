@@ -17,18 +17,26 @@ standard deviation, scored within 0.015 mAP of this at every weight measured.)
 
 With ``fusion.centre`` the 2DFTM vectors are first centred on the catalogue's mean vector
 (:mod:`coverhunter.retrieval.centring`), fitted with the distance means and stored with them.
+
+With ``fusion.fit`` the weight is chosen on labelled works the model never trained on
+(:func:`fitted_weight`): the largest ``w`` of a grid whose re-ranked mAP is within
+``fusion.plateau`` of the best. Where the model knows the music, that keeps ``w`` small;
+where it does not, the 2DFTM gets more say. Evaluation deals a set's works into folds and
+scores each fold at the weight fitted on the others (:func:`cross_fitted`), so no query's
+weight has seen its own work's labels.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from coverhunter.params import BaselineParams
+from coverhunter.params import BaselineParams, FusionParams, RerankParams
 from coverhunter.retrieval.baselines import baseline_vectors
 from coverhunter.retrieval.centring import centred, mean_vector
-from coverhunter.retrieval.metrics import track_distances
+from coverhunter.retrieval.metrics import average_precisions, track_distances
+from coverhunter.retrieval.rerank import rerank_square
 
 
 @dataclass(frozen=True)
@@ -115,3 +123,64 @@ def fit_catalogue(chunks: Sequence[np.ndarray], twodftm: np.ndarray, weight: flo
     mean = mean_vector(vectors) if centre else None
     return fit_square(track_distances(sample, sample), twodftm_distances(vectors, vectors, mean),
                       weight, constants, mean)
+
+
+def weight_grid(p: FusionParams) -> np.ndarray:
+    """The weights ``fusion.fit`` tries: 0, ``fit_step``, ... up to 1."""
+    return np.round(np.arange(0.0, 1.0 + 1e-9, p.fit_step), 6)
+
+
+def weight_aps(fusion: Fusion, d_model: np.ndarray, d_twodftm: np.ndarray, works: Sequence[str],
+               ids: Sequence[str], grid: np.ndarray, rerank: RerankParams) -> np.ndarray:
+    """Each query's average precision at each weight of ``grid`` ``(len(grid), n)``: a set's
+    leave-one-out matrices ``(n, n)`` fused at that weight and re-ranked (NaN where a
+    query has no other version of its work)."""
+    return np.stack([average_precisions(rerank_square(replace(fusion, weight=float(w)).distances(d_model, d_twodftm),
+                                                      rerank.shortlist, rerank.weight), works, works, ids, ids)
+                     for w in grid])
+
+
+def best_weight(aps: np.ndarray, queries: np.ndarray, grid: np.ndarray, plateau: float) -> float | None:
+    """The largest weight of ``grid`` whose mAP over the ``queries`` (a mask or row numbers
+    of ``aps`` ``(len(grid), n)``) is within ``plateau`` of the best; None when none of
+    them has anything relevant."""
+    chosen = aps[:, queries]
+    chosen = chosen[:, ~np.isnan(chosen[0])]
+    if chosen.shape[1] == 0:
+        return None
+    score = chosen.mean(axis=1)
+    return float(grid[np.flatnonzero(score >= score.max() - plateau).max()])
+
+
+def fitted_weight(fusion: Fusion, d_model: np.ndarray, d_twodftm: np.ndarray, works: Sequence[str],
+                  ids: Sequence[str], p: FusionParams, rerank: RerankParams) -> float | None:
+    """:func:`best_weight` over every recording of a set (its leave-one-out matrices)."""
+    grid = weight_grid(p)
+    return best_weight(weight_aps(fusion, d_model, d_twodftm, works, ids, grid, rerank),
+                       np.arange(len(ids)), grid, p.plateau)
+
+
+def cross_fitted(fusion: Fusion, d_model: np.ndarray, d_twodftm: np.ndarray, works: Sequence[str],
+                 ids: Sequence[str], p: FusionParams, rerank: RerankParams,
+                 seed: int) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """Fused and re-ranked leave-one-out distances ``(n, n)`` of a set whose works are dealt
+    into ``p.fit_folds`` folds (shuffled with ``seed``): each fold's rows use the weight
+    fitted on the other folds' (``fusion.weight`` where they cannot tell). Also the weights."""
+    works = np.asarray(works)
+    names = np.random.default_rng(seed).permutation(np.unique(works))
+    fold_of = dict(zip(names, np.arange(len(names)) % min(p.fit_folds, len(names))))
+    fold = np.array([fold_of[w] for w in works])
+    grid = weight_grid(p)
+    aps = weight_aps(fusion, d_model, d_twodftm, works, ids, grid, rerank)
+    fused, reranked = np.empty(d_model.shape), np.empty(d_model.shape)
+    weights, made = [], {}
+    for f in np.unique(fold):
+        w = best_weight(aps, fold != f, grid, p.plateau)
+        w = fusion.weight if w is None else w
+        if w not in made:
+            d = replace(fusion, weight=w).distances(d_model, d_twodftm)
+            made[w] = d, rerank_square(d, rerank.shortlist, rerank.weight)
+        rows = fold == f
+        fused[rows], reranked[rows] = made[w][0][rows], made[w][1][rows]
+        weights.append(w)
+    return fused, reranked, weights

@@ -43,10 +43,11 @@ def _query_stats(dist: np.ndarray, rel: np.ndarray) -> tuple[np.ndarray, ...]:
     return ap, first, hits[:, 0], p10
 
 
-def retrieval_metrics(distances, query_work_ids: Sequence, gallery_work_ids: Sequence,
-                      query_ids: Sequence | None = None,
-                      gallery_ids: Sequence | None = None) -> dict[str, float | int]:
-    """mAP, MR1, HR1, P10 of a ``(n_queries, n_gallery)`` distance matrix (lower = closer)."""
+def _per_query(distances, query_work_ids: Sequence, gallery_work_ids: Sequence,
+               query_ids: Sequence | None, gallery_ids: Sequence | None) -> tuple[np.ndarray, ...]:
+    """AP, first-relevant rank, top-1 hit and P@10 of every query of a ``(n_queries,
+    n_gallery)`` distance matrix, each ``(n_queries,)``, NaN where a query has nothing
+    relevant (a query's own recording, by id, is never relevant and ranks last)."""
     dist = np.asarray(distances, dtype=np.float64)
     if dist.ndim != 2:
         raise ValueError(f"distances must be 2-D (queries, gallery), got shape {dist.shape}")
@@ -60,8 +61,7 @@ def retrieval_metrics(distances, query_work_ids: Sequence, gallery_work_ids: Seq
     qi = None if query_ids is None else _as_ids(query_ids, n_q, "query_ids")
     gi = None if gallery_ids is None else _as_ids(gallery_ids, n_g, "gallery_ids")
 
-    stats: list[tuple[np.ndarray, ...]] = []
-    without = 0
+    out = np.full((4, n_q), np.nan)
     rows = max(1, BLOCK_ELEMENTS // max(n_g, 1))
     for lo in range(0, n_q, rows):
         block = dist[lo: lo + rows]
@@ -71,16 +71,30 @@ def retrieval_metrics(distances, query_work_ids: Sequence, gallery_work_ids: Seq
             block = np.where(self_match, np.inf, block)   # ranked last ...
             rel &= ~self_match                            # ... and never relevant
         has = rel.any(axis=1)
-        without += int((~has).sum())
         if has.any():
-            stats.append(_query_stats(block[has], rel[has]))
-    if not stats:
+            out[:, lo + np.flatnonzero(has)] = np.stack(_query_stats(block[has], rel[has]))
+    return tuple(out)
+
+
+def average_precisions(distances, query_work_ids: Sequence, gallery_work_ids: Sequence,
+                       query_ids: Sequence | None = None, gallery_ids: Sequence | None = None) -> np.ndarray:
+    """Each query's average precision ``(n_queries,)`` (NaN: nothing relevant): their mean
+    over the queries with something relevant is :func:`retrieval_metrics`' mAP."""
+    return _per_query(distances, query_work_ids, gallery_work_ids, query_ids, gallery_ids)[0]
+
+
+def retrieval_metrics(distances, query_work_ids: Sequence, gallery_work_ids: Sequence,
+                      query_ids: Sequence | None = None,
+                      gallery_ids: Sequence | None = None) -> dict[str, float | int]:
+    """mAP, MR1, HR1, P10 of a ``(n_queries, n_gallery)`` distance matrix (lower = closer)."""
+    ap, first, top1, p10 = _per_query(distances, query_work_ids, gallery_work_ids, query_ids, gallery_ids)
+    has = ~np.isnan(ap)
+    if not has.any():
         return {"mAP": float("nan"), "MR1": float("nan"), "HR1": float("nan"),
-                "P10": float("nan"), "n_queries": 0, "n_queries_without_relevant": without}
-    ap, first, top1, p10 = (np.concatenate(parts) for parts in zip(*stats))
-    return {"mAP": float(ap.mean()), "MR1": float(first.mean()), "HR1": float(top1.mean()),
-            "P10": float(p10.mean()), "n_queries": int(len(ap)),
-            "n_queries_without_relevant": without}
+                "P10": float("nan"), "n_queries": 0, "n_queries_without_relevant": int(len(ap))}
+    return {"mAP": float(ap[has].mean()), "MR1": float(first[has].mean()), "HR1": float(top1[has].mean()),
+            "P10": float(p10[has].mean()), "n_queries": int(has.sum()),
+            "n_queries_without_relevant": int((~has).sum())}
 
 
 def track_distances(query_chunks: Sequence[np.ndarray],
