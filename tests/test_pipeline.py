@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from tiny_project import ALL_STAGES, BIN, REFERENCES, dvc, env, make_copy, set_param, stages_run
@@ -116,8 +117,10 @@ def test_identify_names_the_work_and_where_it_matches_and_the_index_changes_in_p
     summary = json.loads((repo / "reports" / "index.json").read_text())
     assert summary["kind"] == "flat" and summary["n_recordings"] > 0
     assert 0 <= summary["test"]["FAR"] <= 1 and 0 <= summary["test"]["FRR"] <= 1
-    fusion = yaml.safe_load((repo / "params.yaml").read_text())["fusion"]      # identify ranks fused
-    assert summary["fusion"]["weight"] == fusion["weight"] > 0 and summary["fusion"]["model_mean"] > 0
+    fusion = yaml.safe_load((repo / "params.yaml").read_text())["fusion"]      # identify ranks fused,
+    assert fusion["fit"] and summary["fusion"]["weight_fitted_on"] == "val"     # at the weight fitted on val
+    assert summary["fusion"]["weight"] in np.round(np.arange(0, 1.01, fusion["fit_step"]), 6)
+    assert summary["fusion"]["weight"] > 0 and summary["fusion"]["model_mean"] > 0
     assert {"exact", "fused"} <= set(summary["test"])
     manifest = pd.read_csv(repo / "data" / "demo" / "manifest.csv")
     row = manifest[manifest["split"] == "test"].sort_values("recording_id").iloc[0]
