@@ -94,8 +94,8 @@ def score_ranking(s: EvalSet, chunks: Sequence[np.ndarray], p: Params) -> dict[s
     the mean 2DFTM vector, measured on the set itself, which is its own catalogue here), and
     ``reranked``, those re-ranked by mutual neighbours (``rerank:``). With ``fusion.fit`` the
     weight is cross-fitted on folds of the set's works, and the ``fused`` row also records
-    the folds' weights (least, mean, largest). With ``fusion.centre`` also the centred 2DFTM alone, the
-    training-free part of the fused score (``baseline_2dftm_centred``)."""
+    the folds' weights (least, mean, largest). With ``fusion.centre`` also the centred
+    2DFTM alone, the training-free part of the fused score (``baseline_2dftm_centred``)."""
     constants = p.baselines[p.fusion.profile]
     d_model = set_distances(centred_on_mean(chunks)[0] if p.index.centre else chunks, *search_of(p))
     vectors = twodftm_vectors(s.features, constants, p.features.bins_per_octave)
