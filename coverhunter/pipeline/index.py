@@ -27,7 +27,7 @@ from coverhunter.model.checkpoint import load_model, resolve_device
 from coverhunter.model.runtime import for_runtime
 from coverhunter.params import BaselineParams, Params
 from coverhunter.pipeline.layout import FEATURES, MODELS, REPORTS, load, validated_manifest, write_json
-from coverhunter.retrieval.centring import centred, centred_on_mean
+from coverhunter.retrieval.centring import centred_on_mean
 from coverhunter.retrieval.fusion import Fusion, fit_catalogue, fitted_weight, twodftm_vectors
 from coverhunter.retrieval.index import ChunkIndex, IndexSpec
 from coverhunter.retrieval.inference import embed_recordings
@@ -93,11 +93,8 @@ def build(p: Params, rows: pd.DataFrame, model_path: Path, meta: dict,
     vectors. ``centre``: True stores the vectors centred on their own mean (``index.centre``),
     a vector on that one (recordings added to an index), False as they are."""
     vectors, starts, durations = embed(p, rows, model_path, features_dir)
-    if centre is True:
-        vectors, centre = centred_on_mean(vectors)
-    elif centre is not False:
-        vectors = [centred(v, centre).astype(np.float32) for v in vectors]
     if centre is not False:
+        vectors, centre = centred_on_mean(vectors, None if centre is True else centre)
         meta = meta | {"centre": list(centre)}
     twodftm = None if constants is None else twodftm_rows(p, rows, constants, features_dir)
     return ChunkIndex.from_recordings(vectors, starts, p.index.chunk_s, rows["recording_id"].tolist(),
@@ -114,16 +111,19 @@ def query_vectors(index: ChunkIndex, p: Params, rows: pd.DataFrame, model_path: 
     return [index.centred(v) for v in embed_rows(p, rows, model_path)[0]]
 
 
-def query_twodftm(index: ChunkIndex, p: Params, rows: pd.DataFrame) -> np.ndarray | None:
-    """2DFTM vectors of manifest ``rows`` ``(n, D)`` for the index's fusion: the index's own
-    when it holds them all, else from the stored features; None without fusion."""
-    fusion = index_fusion(index)
-    if fusion is None:
-        return None
+def rows_twodftm(index: ChunkIndex, p: Params, rows: pd.DataFrame, constants: BaselineParams) -> np.ndarray:
+    """2DFTM vectors of manifest ``rows`` ``(n, D)``: the index's own when it holds them all,
+    else made with ``constants`` from the stored features."""
     ids = rows["recording_id"].tolist()
     if set(ids) <= set(index.recordings()):
         return index.twodftm_of(ids)
-    return twodftm_rows(p, rows, fusion.constants)
+    return twodftm_rows(p, rows, constants)
+
+
+def query_twodftm(index: ChunkIndex, p: Params, rows: pd.DataFrame) -> np.ndarray | None:
+    """:func:`rows_twodftm` for the index's fusion; None without fusion."""
+    fusion = index_fusion(index)
+    return None if fusion is None else rows_twodftm(index, p, rows, fusion.constants)
 
 
 def track_similarities(index: ChunkIndex, q_vectors: list[np.ndarray], q_twodftm: np.ndarray | None,
@@ -137,16 +137,14 @@ def track_similarities(index: ChunkIndex, q_vectors: list[np.ndarray], q_twodftm
     return 1.0 - fusion.distances(1.0 - sim, fusion.twodftm_distances(q_twodftm, index.twodftm_of(gallery)))
 
 
-def fit_weight(index: ChunkIndex, fusion: Fusion, p: Params, rows: pd.DataFrame, model_path: Path) -> Fusion:
+def fit_weight(fusion: Fusion, p: Params, rows: pd.DataFrame, vectors: list[np.ndarray],
+               twodftm: np.ndarray) -> Fusion:
     """``fusion.fit``: ``fusion`` with its weight fitted on manifest ``rows`` (the val
-    works), each recording ranked among them by the catalogue's centring and means (the
-    plateau rule); as it was where they cannot tell."""
-    ids = rows["recording_id"].tolist()
-    vectors = query_vectors(index, p, rows, model_path)
-    twodftm = index.twodftm_of(ids) if set(ids) <= set(index.recordings()) else \
-        twodftm_rows(p, rows, fusion.constants)
+    works; their chunk vectors as the index stores them, and 2DFTM vectors), each recording
+    ranked among them by the catalogue's centring and means (the plateau rule); as it was
+    where they cannot tell."""
     w = fitted_weight(fusion, track_distances(vectors, vectors), fusion.twodftm_distances(twodftm, twodftm),
-                      rows["work_id"].tolist(), ids, p.fusion, p.rerank)
+                      rows["work_id"].tolist(), rows["recording_id"].tolist(), p.fusion, p.rerank)
     return fusion if w is None else dataclasses.replace(fusion, weight=w)
 
 
@@ -218,12 +216,13 @@ def run(params_path: str | Path = "params.yaml", progress: bool = True, embed: E
     fusion = fit_catalogue(index.chunks_of(index.recordings()), index.twodftm, p.fusion.weight,
                            constants, p.fusion.fit_recordings, p.train.seed, p.fusion.centre)
     val = df[df["split"] == p.data.val_split].sort_values("recording_id")
+    val_vectors, val_twodftm = query_vectors(index, p, val, model_path), rows_twodftm(index, p, val, constants)
     fitted = p.fusion.fit and len(val) > 0
     if fitted:
-        fusion = fit_weight(index, fusion, p, val, model_path)
+        fusion = fit_weight(fusion, p, val, val_vectors, val_twodftm)
     index.meta["fusion"] = fusion.as_dict()
 
-    neg, pos = open_set(index, val, query_vectors(index, p, val, model_path), query_twodftm(index, p, val))
+    neg, pos = open_set(index, val, val_vectors, val_twodftm)    # the 2DFTM unused where the index has no fusion
     threshold = calibrate(neg, p.index.target_far)
     index.meta.update(threshold=threshold, target_far=p.index.target_far)
     index.save(INDEX)

@@ -28,8 +28,9 @@ def centred(vectors: np.ndarray, centre: Sequence[float] | None) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def centred_on_mean(groups: Sequence[np.ndarray]) -> tuple[list[np.ndarray], tuple[float, ...]]:
-    """Groups of vectors ``(n_i, D)`` (each recording's chunk vectors) centred on the mean
-    of them all, float32 as they are stored, and that mean."""
-    mean = mean_vector(np.concatenate(groups))
+def centred_on_mean(groups: Sequence[np.ndarray],
+                    mean: Sequence[float] | None = None) -> tuple[list[np.ndarray], tuple[float, ...]]:
+    """Groups of vectors ``(n_i, D)`` (each recording's chunk vectors) centred on ``mean``
+    (None: the mean of them all), float32 as they are stored, and that mean."""
+    mean = mean_vector(np.concatenate(groups)) if mean is None else tuple(map(float, mean))
     return [centred(g, mean).astype(np.float32) for g in groups], mean
