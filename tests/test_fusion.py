@@ -14,11 +14,13 @@ from coverhunter.retrieval.centring import centred_on_mean
 from coverhunter.retrieval.evaluation import EvalSet, score_baselines, score_ranking, score_set
 from coverhunter.retrieval.fusion import (
     Fusion,
+    best_choice,
     best_weight,
     cross_fitted,
     fit_catalogue,
     fit_square,
-    fitted_weight,
+    fitted_choice,
+    profile_aps,
     twodftm_distances,
     twodftm_vectors,
     weight_aps,
@@ -184,6 +186,26 @@ def test_the_centred_row_is_the_fused_row_at_weight_1(params, tunes_set):
     assert set(score_ranking(tunes_set, chunks, off)) == {"fused", "reranked"}
 
 
+def test_a_fitted_ranking_reports_each_profile_and_the_folds_choices(params, tunes_set):
+    """With ``fusion.fit`` and two profiles, each profile's centred 2DFTM has its row, and
+    the fused row counts the folds that chose each profile. With chunk vectors drawn at
+    random and a weight grid of 0 and 1 alone, every fold takes w = 1 (the 2DFTM alone);
+    both profiles rank these melodies perfectly, so every fold keeps the first profile,
+    and the fused row is its 2DFTM's."""
+    rng = np.random.default_rng(16)
+    chunks = [unit(rng.normal(size=(2, D))) for _ in tunes_set.recording_ids]
+    p = dataclasses.replace(params, fusion=dataclasses.replace(params.fusion, fit=True, centre=True, fit_step=1.0,
+                                                               plateau=0.0, profile="classic",
+                                                               fit_profiles=["classic", "tuned"]),
+                            index=dataclasses.replace(params.index, centre=False))
+    rows = score_ranking(tunes_set, chunks, p)
+    assert rows["baseline_2dftm_centred"]["mAP"] == rows["baseline_2dftm_tuned_centred"]["mAP"] == 1.0
+    fused = rows["fused"]
+    assert (fused["folds_classic"], fused["folds_tuned"]) == (3, 0)          # three works: three folds
+    assert fused["weight_min"] == fused["weight_max"] == 1.0 and fused["mAP"] == 1.0
+    assert score_set(tunes_set, chunks)["mAP"] < 0.9                        # the model alone could not
+
+
 def test_identify_scores_a_centred_fusion_as_the_index_report_does(params, tunes_set):
     """``rank`` (identify) and ``track_similarities`` (the index stage's report) give one
     recording the same fused score when the fusion centres the 2DFTM."""
@@ -242,10 +264,10 @@ def test_the_fitted_weight_is_the_largest_on_the_plateau_by_hand(params):
     fp = dataclasses.replace(params.fusion, fit=True, fit_step=0.1, plateau=0.0)
     fusion = fit_square(D_RIGHT, D_WRONG, 0.5, bp)
     assert (fusion.model_mean, fusion.twodftm_mean) == (pytest.approx(0.6), pytest.approx(0.4))
-    assert fitted_weight(fusion, D_RIGHT, D_WRONG, WORKS, IDS, fp, off) == 0.3
+    assert fitted_choice({"classic": (fusion, D_WRONG)}, D_RIGHT, WORKS, IDS, fp, off) == ("classic", 0.3)
     both = fit_square(D_RIGHT, D_RIGHT, 0.5, bp)
-    assert fitted_weight(both, D_RIGHT, D_RIGHT, WORKS, IDS, fp, off) == 1.0
-    assert fitted_weight(fusion, D_RIGHT, D_WRONG, ["a", "b", "c", "d"], IDS, fp, off) is None
+    assert fitted_choice({"classic": (both, D_RIGHT)}, D_RIGHT, WORKS, IDS, fp, off) == ("classic", 1.0)
+    assert fitted_choice({"classic": (fusion, D_WRONG)}, D_RIGHT, ["a", "b", "c", "d"], IDS, fp, off) is None
     # the plateau: at 0.4 each query's own version ties with both others and ranks last
     # (AP 1/3), and stays last beyond, so only a plateau of 2/3 takes those weights in
     aps = weight_aps(fusion, D_RIGHT, D_WRONG, WORKS, IDS, weight_grid(fp), off)
@@ -255,16 +277,44 @@ def test_the_fitted_weight_is_the_largest_on_the_plateau_by_hand(params):
     assert best_weight(aps, np.array([0, 1]), weight_grid(fp), 0.0) == 0.3   # a subset of queries
 
 
-def test_cross_fitting_scores_each_fold_with_the_weight_fitted_on_the_others(params):
+def test_the_profile_is_fitted_with_the_weight_by_hand(params):
+    """The model ranks both works wrong (D_WRONG, mean 0.4), as does the first profile's
+    2DFTM; the second profile's ranks them right (D_RIGHT, mean 0.6, so rescaled by 2/3).
+    With the second the fused own-work distance is 0.8 - (2/3) w against 0.2 + w/3 for the
+    others: right above w = 0.6 (at 0.6 a tie, which counts against). The first profile
+    scores 1/3 at every weight, the second 1 from 0.7: the second at 1.0. A plateau of 2/3
+    takes the first profile in (the order is the preference), at its largest weight."""
+    off = dataclasses.replace(params.rerank, weight=0.0)
+    fp = dataclasses.replace(params.fusion, fit=True, fit_step=0.1, plateau=0.0)
+    fusions = {"classic": (fit_square(D_WRONG, D_WRONG, 0.5, params.baselines["classic"], None, "classic"), D_WRONG),
+               "tuned": (fit_square(D_WRONG, D_RIGHT, 0.5, params.baselines["tuned"], None, "tuned"), D_RIGHT)}
+    assert fitted_choice(fusions, D_WRONG, WORKS, IDS, fp, off) == ("tuned", 1.0)
+    aps = profile_aps(fusions, D_WRONG, WORKS, IDS, weight_grid(fp), off)
+    np.testing.assert_allclose(aps["classic"], [[1 / 3] * 4] * 11)
+    np.testing.assert_allclose(aps["tuned"], [[1 / 3] * 4] * 7 + [[1.0] * 4] * 4)
+    assert best_choice(aps, np.arange(4), weight_grid(fp), 0.66) == ("tuned", 1.0)
+    assert best_choice(aps, np.arange(4), weight_grid(fp), 0.67) == ("classic", 1.0)
+    assert best_choice(aps, np.array([0, 1]), weight_grid(fp), 0.0) == ("tuned", 1.0)   # a subset of queries
+
+
+def test_cross_fitting_scores_each_fold_with_the_choice_fitted_on_the_others(params):
     """Two works, two folds: each is scored at the weight fitted on the other, 0.3 both
     ways, so the rows are the fusion at 0.3; where the other folds cannot tell (their
-    works have one recording each), the fixed weight stands in."""
+    works have one recording each), the first profile at its fixed weight stands in. With
+    a second profile that ranks right where the first ranks wrong (the test above), every
+    fold takes the second."""
     bp, off = params.baselines["classic"], dataclasses.replace(params.rerank, weight=0.0)
     fp = dataclasses.replace(params.fusion, fit=True, fit_step=0.1, plateau=0.0, weight=0.5, fit_folds=8)
-    fusion = fit_square(D_RIGHT, D_WRONG, 0.5, bp)
-    fused, reranked, weights = cross_fitted(fusion, D_RIGHT, D_WRONG, WORKS, IDS, fp, off, seed=0)
-    assert weights == [0.3, 0.3]                                     # two works: two folds
+    fusion = fit_square(D_RIGHT, D_WRONG, 0.5, bp, None, "classic")
+    fused, reranked, choices = cross_fitted({"classic": (fusion, D_WRONG)}, D_RIGHT, WORKS, IDS, fp, off, seed=0)
+    assert choices == [("classic", 0.3), ("classic", 0.3)]           # two works: two folds
     np.testing.assert_allclose(fused, dataclasses.replace(fusion, weight=0.3).distances(D_RIGHT, D_WRONG))
     np.testing.assert_allclose(reranked, fused)                       # re-ranking off
-    _, _, weights = cross_fitted(fusion, D_RIGHT, D_WRONG, ["a", "a", "b", "c"], IDS, fp, off, seed=0)
-    assert sorted(weights) == [0.3, 0.3, 0.5]     # a's fold: b and c cannot tell
+    _, _, choices = cross_fitted({"classic": (fusion, D_WRONG)}, D_RIGHT, ["a", "a", "b", "c"], IDS, fp, off, seed=0)
+    assert sorted(choices) == [("classic", 0.3), ("classic", 0.3), ("classic", 0.5)]   # a's fold: b, c cannot tell
+    wrong = fit_square(D_WRONG, D_WRONG, 0.5, bp, None, "classic")
+    tuned = fit_square(D_WRONG, D_RIGHT, 0.5, params.baselines["tuned"], None, "tuned")
+    fused, _, choices = cross_fitted({"classic": (wrong, D_WRONG), "tuned": (tuned, D_RIGHT)}, D_WRONG, WORKS, IDS,
+                                     fp, off, seed=0)
+    assert choices == [("tuned", 1.0), ("tuned", 1.0)]
+    np.testing.assert_allclose(fused, D_RIGHT * 2 / 3)     # all on the 2DFTM, rescaled by the means 0.4 / 0.6

@@ -63,6 +63,7 @@ def test_training_stages_depend_on_whole_sections():
     ("fine", "max_s", 5.0, "fine.max_s must be >= fine.min_s"),
     ("fusion", "weight", 1.5, "fusion.weight: input should be less than or equal to 1"),
     ("fusion", "profile", "tunde", "fusion.profile 'tunde' is not a baselines: profile"),
+    ("fusion", "fit_profiles", ["classic", "tunde"], "fusion.fit_profiles 'tunde' is not a baselines: profile"),
     ("rerank", "weight", -0.5, "rerank.weight: input should be greater than or equal to 0"),
     ("rerank", "shortlist", 0, "rerank.shortlist: input should be greater than or equal to 1"),
 ])

@@ -27,7 +27,8 @@ TINY = {
 }
 ALL_STAGES = {"demo", "validate", "extract", "train_coarse", "align", "train_fine", "evaluate", "index"}
 REFERENCES = {"untrained", "baseline_2dftm", "baseline_chroma", "fused", "reranked",   # rows never registered
-              "baseline_2dftm_tuned", "baseline_chroma_tuned", "baseline_2dftm_centred"}
+              "baseline_2dftm_tuned", "baseline_chroma_tuned", "baseline_2dftm_centred",
+              "baseline_2dftm_tuned_centred"}
 
 
 def tiny_params(extra: dict | None = None) -> dict:

@@ -113,9 +113,11 @@ def from_dict(raw: dict[str, Any]) -> Params:
     params = Params(**{k: section(classes[k], raw[k], k) for k in classes},
                     baselines=profiles(BaselineParams, raw["baselines"], "baselines"),
                     demo=demo_params(raw))
-    if params.fusion.profile not in params.baselines:
-        raise ValueError(f"params: fusion.profile {params.fusion.profile!r} is not a baselines: profile "
-                         f"(known: {', '.join(params.baselines)})")
+    for key, names in (("profile", [params.fusion.profile]), ("fit_profiles", params.fusion.fit_profiles)):
+        for name in names:
+            if name not in params.baselines:
+                raise ValueError(f"params: fusion.{key} {name!r} is not a baselines: profile "
+                                 f"(known: {', '.join(params.baselines)})")
     return params
 
 

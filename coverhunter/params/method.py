@@ -167,13 +167,19 @@ class FusionParams:
     """Late fusion of the final model with the 2DFTM (coverhunter/retrieval/fusion.py): the
     ``fused`` row of evaluate and score, and the ranking of ``identify``."""
     weight: Annotated[float, Field(ge=0, le=1)]   # share of the rescaled 2DFTM distance; 0 = the model alone
-    profile: str           # the baselines: profile whose 2DFTM constants are fused
+    profile: str           # the baselines: profile whose 2DFTM constants are fused (with fit: the first tried)
+    fit_profiles: list[str]  # with fit: the profiles also tried; the profile and weight are fitted together
     centre: bool           # centre the 2DFTM vectors on the catalogue's mean before their cosine
     fit_recordings: Count  # the index stage measures both means on at most this many catalogue recordings
     fit: bool              # the weight chosen on labelled works the model never trained on (val; cross-fitted sets)
     fit_step: Annotated[float, Field(gt=0, le=1)]   # the weights tried: 0, fit_step, ..., 1
     fit_folds: Count       # evaluation: a set's works dealt into this many folds, each scored at the others' weight
     plateau: Annotated[float, Field(ge=0)]          # the largest weight whose re-ranked mAP is within this of the best
+
+    def candidates(self) -> list[str]:
+        """The 2DFTM profiles a fusion may use, in order of preference: ``profile``, then,
+        with ``fit``, the other ``fit_profiles``."""
+        return [self.profile, *(x for x in self.fit_profiles if x != self.profile)] if self.fit else [self.profile]
 
 
 @dataclass

@@ -9,7 +9,9 @@ shape, the training-free baselines of `coverhunter.retrieval.baselines` (rows `b
 model as trained, before its blend with the checkpoint (row `fine_as_trained`,
 `fine.pretrained_share`). Row `fused`
 is the final model's distance fused with the 2DFTM's (`fusion:`, coverhunter/retrieval/fusion.py;
-with `fusion.centre`, row `baseline_2dftm_centred` is that 2DFTM alone, centred on the set's mean),
+with `fusion.fit`, its profile and weight cross-fitted on folds of each set's works; with
+`fusion.centre`, rows `baseline_2dftm_centred` and `baseline_2dftm_tuned_centred` are each
+profile's 2DFTM alone, centred on the set's mean),
 row `reranked` that ranking re-ranked by mutual neighbours (`rerank:`,
 coverhunter/retrieval/rerank.py): what `identify` ranks by. Besides val
 and the test sets, every row is also scored on

@@ -28,7 +28,7 @@ from coverhunter.model.runtime import for_runtime
 from coverhunter.params import BaselineParams, Params
 from coverhunter.pipeline.layout import FEATURES, MODELS, REPORTS, load, validated_manifest, write_json
 from coverhunter.retrieval.centring import centred_on_mean
-from coverhunter.retrieval.fusion import Fusion, fit_catalogue, fitted_weight, twodftm_vectors
+from coverhunter.retrieval.fusion import Fusion, fit_catalogue, fitted_choice, twodftm_vectors
 from coverhunter.retrieval.index import ChunkIndex, IndexSpec
 from coverhunter.retrieval.inference import embed_recordings
 from coverhunter.retrieval.metrics import retrieval_metrics, track_distances
@@ -72,11 +72,6 @@ def embed_rows(p: Params, rows: pd.DataFrame, model_path: Path, features_dir: Pa
 Embedder = Callable[[Params, pd.DataFrame, Path, Path], tuple[list, list, list]]
 
 
-def fusion_constants(p: Params) -> BaselineParams:
-    """The 2DFTM constants of ``fusion.profile``."""
-    return p.baselines[p.fusion.profile]
-
-
 def twodftm_rows(p: Params, rows: pd.DataFrame, constants: BaselineParams,
                  features_dir: Path = FEATURES) -> np.ndarray:
     """One 2DFTM vector per manifest row ``(n, D)``, from its stored features."""
@@ -111,12 +106,15 @@ def query_vectors(index: ChunkIndex, p: Params, rows: pd.DataFrame, model_path: 
     return [index.centred(v) for v in embed_rows(p, rows, model_path)[0]]
 
 
-def rows_twodftm(index: ChunkIndex, p: Params, rows: pd.DataFrame, constants: BaselineParams) -> np.ndarray:
-    """2DFTM vectors of manifest ``rows`` ``(n, D)``: the index's own when it holds them all,
-    else made with ``constants`` from the stored features."""
+def rows_twodftm(index: ChunkIndex, p: Params, rows: pd.DataFrame, constants: BaselineParams,
+                 twodftm: np.ndarray | None = None) -> np.ndarray:
+    """2DFTM vectors of manifest ``rows`` ``(n, D)``: the index's own (or ``twodftm``, one
+    per index recording, in its order) when it holds them all, else made with ``constants``
+    from the stored features."""
     ids = rows["recording_id"].tolist()
     if set(ids) <= set(index.recordings()):
-        return index.twodftm_of(ids)
+        number = {r: i for i, r in enumerate(index.recordings())}
+        return np.asarray((index.twodftm if twodftm is None else twodftm)[[number[r] for r in ids]])
     return twodftm_rows(p, rows, constants)
 
 
@@ -137,15 +135,39 @@ def track_similarities(index: ChunkIndex, q_vectors: list[np.ndarray], q_twodftm
     return 1.0 - fusion.distances(1.0 - sim, fusion.twodftm_distances(q_twodftm, index.twodftm_of(gallery)))
 
 
-def fit_weight(fusion: Fusion, p: Params, rows: pd.DataFrame, vectors: list[np.ndarray],
-               twodftm: np.ndarray) -> Fusion:
-    """``fusion.fit``: ``fusion`` with its weight fitted on manifest ``rows`` (the val
-    works; their chunk vectors as the index stores them, and 2DFTM vectors), each recording
-    ranked among them by the catalogue's centring and means (the plateau rule); as it was
-    where they cannot tell."""
-    w = fitted_weight(fusion, track_distances(vectors, vectors), fusion.twodftm_distances(twodftm, twodftm),
-                      rows["work_id"].tolist(), rows["recording_id"].tolist(), p.fusion, p.rerank)
-    return fusion if w is None else dataclasses.replace(fusion, weight=w)
+def catalogue_fusions(index: ChunkIndex, p: Params, rows: pd.DataFrame) -> dict[str, tuple[Fusion, np.ndarray]]:
+    """Per 2DFTM profile the index may fuse (``fusion.candidates()``): the catalogue's
+    :class:`Fusion` (both means, and the mean 2DFTM vector) and the 2DFTM vectors of the
+    index's recordings ``(n, D)`` (manifest ``rows``, in the index's order)."""
+    chunks = index.chunks_of(index.recordings())
+    out = {}
+    for name in p.fusion.candidates():
+        twodftm = twodftm_rows(p, rows, p.baselines[name])
+        out[name] = fit_catalogue(chunks, twodftm, p.fusion.weight, p.baselines[name], p.fusion.fit_recordings,
+                                  p.train.seed, p.fusion.centre, name), twodftm
+    return out
+
+
+def fit_fusion(index: ChunkIndex, candidates: dict[str, tuple[Fusion, np.ndarray]], p: Params,
+               rows: pd.DataFrame, vectors: list[np.ndarray]) -> str:
+    """``fusion.fit``: the profile of ``candidates`` (:func:`catalogue_fusions`) and its
+    weight fitted on manifest ``rows`` (the val works; their chunk vectors as the index
+    stores them), each recording ranked among them by the catalogue's centring and means
+    (:func:`~coverhunter.retrieval.fusion.fitted_choice`); the candidates' first at its
+    weight where they cannot tell. Returns the profile; its entry of ``candidates`` gets
+    the fitted weight."""
+    d_model = track_distances(vectors, vectors)
+    fusions = {}
+    for name, (fusion, twodftm) in candidates.items():
+        q = rows_twodftm(index, p, rows, fusion.constants, twodftm)
+        fusions[name] = fusion, fusion.twodftm_distances(q, q)
+    choice = fitted_choice(fusions, d_model, rows["work_id"].tolist(), rows["recording_id"].tolist(),
+                           p.fusion, p.rerank)
+    if choice is None:
+        return next(iter(candidates))
+    name, weight = choice
+    candidates[name] = dataclasses.replace(candidates[name][0], weight=weight), candidates[name][1]
+    return name
 
 
 def open_set(index: ChunkIndex, queries: pd.DataFrame, q_vectors: list[np.ndarray],
@@ -211,16 +233,15 @@ def run(params_path: str | Path = "params.yaml", progress: bool = True, embed: E
     tracking.configure(Path.cwd())
     model_version = registry.version_of(file_sha1(model_path))   # None when it was not registered
     meta = index_meta(model_path, p, model_version) | {"built": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-    constants = fusion_constants(p)
-    index = build(p, rows, model_path, meta, embed=embed, constants=constants, centre=p.index.centre)
-    fusion = fit_catalogue(index.chunks_of(index.recordings()), index.twodftm, p.fusion.weight,
-                           constants, p.fusion.fit_recordings, p.train.seed, p.fusion.centre)
+    index = build(p, rows, model_path, meta, embed=embed, centre=p.index.centre)    # its 2DFTM: below
+    candidates = catalogue_fusions(index, p, rows)
     val = df[df["split"] == p.data.val_split].sort_values("recording_id")
-    val_vectors, val_twodftm = query_vectors(index, p, val, model_path), rows_twodftm(index, p, val, constants)
+    val_vectors = query_vectors(index, p, val, model_path)
     fitted = p.fusion.fit and len(val) > 0
-    if fitted:
-        fusion = fit_weight(fusion, p, val, val_vectors, val_twodftm)
+    profile = fit_fusion(index, candidates, p, val, val_vectors) if fitted else p.fusion.profile
+    fusion, index.twodftm = candidates[profile]
     index.meta["fusion"] = fusion.as_dict()
+    val_twodftm = rows_twodftm(index, p, val, fusion.constants)
 
     neg, pos = open_set(index, val, val_vectors, val_twodftm)    # the 2DFTM unused where the index has no fusion
     threshold = calibrate(neg, p.index.target_far)

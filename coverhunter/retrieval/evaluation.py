@@ -16,7 +16,7 @@ from coverhunter.model.runtime import for_runtime
 from coverhunter.params import BaselineParams, EvalParams, Params
 from coverhunter.retrieval.baselines import BASELINES, baseline_vectors, row_name
 from coverhunter.retrieval.centring import centred_on_mean, mean_vector
-from coverhunter.retrieval.fusion import cross_fitted, fit_square, twodftm_distances, twodftm_vectors
+from coverhunter.retrieval.fusion import Fusion, cross_fitted, fit_square, twodftm_distances, twodftm_vectors
 from coverhunter.retrieval.index import ChunkIndex, IndexSpec
 from coverhunter.retrieval.inference import embed_recordings
 from coverhunter.retrieval.metrics import retrieval_metrics, track_distances
@@ -93,29 +93,46 @@ def score_ranking(s: EvalSet, chunks: Sequence[np.ndarray], p: Params) -> dict[s
     set's mean) fused with the 2DFTM's (``fusion:``, both means, and with ``fusion.centre``
     the mean 2DFTM vector, measured on the set itself, which is its own catalogue here), and
     ``reranked``, those re-ranked by mutual neighbours (``rerank:``). With ``fusion.fit`` the
-    weight is cross-fitted on folds of the set's works, and the ``fused`` row also records
-    the folds' weights (least, mean, largest). With ``fusion.centre`` also the centred
-    2DFTM alone, the training-free part of the fused score (``baseline_2dftm_centred``)."""
-    constants = p.baselines[p.fusion.profile]
+    2DFTM's profile and weight are cross-fitted on folds of the set's works, and the
+    ``fused`` row also records the folds' weights (least, mean, largest) and how many folds
+    chose each profile (``folds_<profile>``). With ``fusion.centre`` also each profile's
+    centred 2DFTM alone, the training-free part of the fused score (``baseline_2dftm_centred``,
+    ``baseline_2dftm_tuned_centred``)."""
     d_model = set_distances(centred_on_mean(chunks)[0] if p.index.centre else chunks, *search_of(p))
-    vectors = twodftm_vectors(s.features, constants, p.features.bins_per_octave)
-    centre = mean_vector(vectors) if p.fusion.centre else None
-    d_baseline = twodftm_distances(vectors, vectors, centre)
-    fusion = fit_square(d_model, d_baseline, p.fusion.weight, constants, centre)
+    fusions = set_fusions(s, d_model, p)
     if p.fusion.fit:
-        fused, reranked, weights = cross_fitted(fusion, d_model, d_baseline, s.work_ids, s.recording_ids,
+        fused, reranked, choices = cross_fitted(fusions, d_model, s.work_ids, s.recording_ids,
                                                 p.fusion, p.rerank, p.train.seed)
-        fitted = {"weight_min": min(weights), "weight_mean": float(np.mean(weights)), "weight_max": max(weights)}
+        weights = [w for _, w in choices]
+        fitted = {"weight_min": min(weights), "weight_mean": float(np.mean(weights)), "weight_max": max(weights)} \
+            | {f"folds_{name}": sum(c == name for c, _ in choices) for name in fusions}
     else:
+        fusion, d_baseline = fusions[p.fusion.profile]
         fused = fusion.distances(d_model, d_baseline)
         reranked, fitted = rerank_square(fused, p.rerank.shortlist, p.rerank.weight), {}
     rows = {FUSED: set_metrics(s, fused) | fitted, RERANKED: set_metrics(s, reranked)}
-    return rows | ({centred_row(p): set_metrics(s, d_baseline)} if p.fusion.centre else {})
+    if p.fusion.centre:
+        rows |= {centred_row(name): set_metrics(s, d) for name, (_, d) in fusions.items()}
+    return rows
 
 
-def centred_row(p: Params) -> str:
-    """The row of the fused profile's 2DFTM centred on the set: ``baseline_2dftm_centred``."""
-    return row_name("2dftm", p.fusion.profile) + "_centred"
+def set_fusions(s: EvalSet, d_model: np.ndarray, p: Params) -> dict[str, tuple[Fusion, np.ndarray]]:
+    """Per 2DFTM profile a fusion may use (``fusion.candidates()``): its :class:`Fusion` with
+    both means (and the mean 2DFTM vector) measured on the set, and its leave-one-out 2DFTM
+    distances ``(n, n)`` as the fusion compares them."""
+    out = {}
+    for name in p.fusion.candidates():
+        constants = p.baselines[name]
+        vectors = twodftm_vectors(s.features, constants, p.features.bins_per_octave)
+        centre = mean_vector(vectors) if p.fusion.centre else None
+        d_baseline = twodftm_distances(vectors, vectors, centre)
+        out[name] = fit_square(d_model, d_baseline, p.fusion.weight, constants, centre, name), d_baseline
+    return out
+
+
+def centred_row(profile: str) -> str:
+    """The row of a profile's 2DFTM centred on the set: ``baseline_2dftm_centred`` (classic)."""
+    return row_name("2dftm", profile) + "_centred"
 
 
 def score_rankings(sets: Sequence[EvalSet], chunks: Mapping[str, Sequence[np.ndarray]],

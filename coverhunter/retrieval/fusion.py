@@ -19,15 +19,17 @@ With ``fusion.centre`` the 2DFTM vectors are first centred on the catalogue's me
 (:mod:`coverhunter.retrieval.centring`), fitted with the distance means and stored with them.
 
 With ``fusion.fit`` the weight is chosen on labelled works the model never trained on
-(:func:`fitted_weight`): the largest ``w`` of a grid whose re-ranked mAP is within
+(:func:`fitted_choice`): the largest ``w`` of a grid whose re-ranked mAP is within
 ``fusion.plateau`` of the best. Where the model knows the music, that keeps ``w`` small;
-where it does not, the 2DFTM gets more say. Evaluation deals a set's works into folds and
-scores each fold at the weight fitted on the others (:func:`cross_fitted`), so no query's
-weight has seen its own work's labels.
+where it does not, the 2DFTM gets more say. The 2DFTM's constants (a ``baselines:``
+profile) are chosen with it: the first of ``fusion.candidates()`` whose best mAP is within
+the plateau of the best profile's. Evaluation deals a set's works into folds and scores
+each fold at the profile and weight fitted on the others (:func:`cross_fitted`), so no
+query's choice has seen its own work's labels.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -49,6 +51,7 @@ class Fusion:
     twodftm_mean: float
     constants: BaselineParams
     centre: tuple[float, ...] | None = None   # the catalogue's mean 2DFTM vector (fusion.centre), or None
+    profile: str | None = None                # the baselines: profile of ``constants`` (None: not recorded)
 
     def distances(self, d_model: np.ndarray, d_twodftm: np.ndarray) -> np.ndarray:
         """Fused distances from the model's and the 2DFTM's (same shape, broadcast)."""
@@ -75,7 +78,8 @@ class Fusion:
     def from_dict(cls, doc: dict) -> Fusion:
         centre = doc.get("centre")          # absent from indexes built before fusion.centre
         return cls(float(doc["weight"]), float(doc["model_mean"]), float(doc["twodftm_mean"]),
-                   BaselineParams(**doc["constants"]), None if centre is None else tuple(map(float, centre)))
+                   BaselineParams(**doc["constants"]), None if centre is None else tuple(map(float, centre)),
+                   doc.get("profile"))
 
 
 def twodftm_distances(queries: np.ndarray, gallery: np.ndarray,
@@ -98,7 +102,8 @@ def baseline_distances(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
 
 
 def fit_square(d_model: np.ndarray, d_twodftm: np.ndarray, weight: float,
-               constants: BaselineParams, centre: tuple[float, ...] | None = None) -> Fusion:
+               constants: BaselineParams, centre: tuple[float, ...] | None = None,
+               profile: str | None = None) -> Fusion:
     """The :class:`Fusion` whose means are measured on leave-one-out matrices ``(n, n)`` of
     the same recordings (the diagonal, each recording against itself, left out; a single
     recording has no pair, and its means are 0); ``d_twodftm`` as the fusion compares, i.e.
@@ -106,15 +111,16 @@ def fit_square(d_model: np.ndarray, d_twodftm: np.ndarray, weight: float,
     distinct = ~np.eye(len(d_model), dtype=bool)
     means = [float(np.mean(np.asarray(d, np.float64)[distinct])) if distinct.any() else 0.0
              for d in (d_model, d_twodftm)]
-    return Fusion(float(weight), means[0], means[1], constants, centre)
+    return Fusion(float(weight), means[0], means[1], constants, centre, profile)
 
 
 def fit_catalogue(chunks: Sequence[np.ndarray], twodftm: np.ndarray, weight: float,
-                  constants: BaselineParams, max_recordings: int, seed: int, centre: bool = False) -> Fusion:
+                  constants: BaselineParams, max_recordings: int, seed: int, centre: bool = False,
+                  profile: str | None = None) -> Fusion:
     """:func:`fit_square` on a catalogue: per recording its chunk vectors ``(n_i, d)`` and
-    2DFTM vector (``twodftm`` ``(n, D)``); at most ``max_recordings`` of them, drawn with
-    ``seed`` (means over pairs, and with ``centre`` the mean vector: a sample of a large
-    catalogue suffices)."""
+    2DFTM vector (``twodftm`` ``(n, D)``) made with ``constants`` (of ``profile``); at most
+    ``max_recordings`` of them, drawn with ``seed`` (means over pairs, and with ``centre``
+    the mean vector: a sample of a large catalogue suffices)."""
     n = len(chunks)
     pick = np.sort(np.random.default_rng(seed).choice(n, max_recordings, replace=False)) \
         if n > max_recordings else np.arange(n)
@@ -122,7 +128,7 @@ def fit_catalogue(chunks: Sequence[np.ndarray], twodftm: np.ndarray, weight: flo
     vectors = np.asarray(twodftm)[pick]
     mean = mean_vector(vectors) if centre else None
     return fit_square(track_distances(sample, sample), twodftm_distances(vectors, vectors, mean),
-                      weight, constants, mean)
+                      weight, constants, mean, profile)
 
 
 def weight_grid(p: FusionParams) -> np.ndarray:
@@ -140,47 +146,77 @@ def weight_aps(fusion: Fusion, d_model: np.ndarray, d_twodftm: np.ndarray, works
                      for w in grid])
 
 
+def _mean_aps(aps: np.ndarray, queries: np.ndarray) -> np.ndarray | None:
+    """mAP at each weight ``(len(grid),)`` over the ``queries`` (a mask or row numbers of
+    ``aps`` ``(len(grid), n)``) that have something relevant; None when none has."""
+    chosen = aps[:, queries]
+    chosen = chosen[:, ~np.isnan(chosen[0])]
+    return chosen.mean(axis=1) if chosen.shape[1] else None
+
+
 def best_weight(aps: np.ndarray, queries: np.ndarray, grid: np.ndarray, plateau: float) -> float | None:
     """The largest weight of ``grid`` whose mAP over the ``queries`` (a mask or row numbers
     of ``aps`` ``(len(grid), n)``) is within ``plateau`` of the best; None when none of
     them has anything relevant."""
-    chosen = aps[:, queries]
-    chosen = chosen[:, ~np.isnan(chosen[0])]
-    if chosen.shape[1] == 0:
+    score = _mean_aps(aps, queries)
+    return None if score is None else float(grid[np.flatnonzero(score >= score.max() - plateau).max()])
+
+
+Choice = tuple[str, float]       # a fusion's baselines: profile and weight
+
+
+def best_choice(aps: Mapping[str, np.ndarray], queries: np.ndarray, grid: np.ndarray,
+                plateau: float) -> Choice | None:
+    """The first profile of ``aps`` (``{profile: (len(grid), n)}``, in order of preference)
+    whose best mAP over the ``queries`` is within ``plateau`` of the best profile's, at its
+    :func:`best_weight`; None when the queries cannot tell."""
+    scores = {name: _mean_aps(a, queries) for name, a in aps.items()}
+    if any(score is None for score in scores.values()):
         return None
-    score = chosen.mean(axis=1)
-    return float(grid[np.flatnonzero(score >= score.max() - plateau).max()])
+    top = max(score.max() for score in scores.values())
+    name = next(name for name, score in scores.items() if score.max() >= top - plateau)
+    return name, best_weight(aps[name], queries, grid, plateau)
 
 
-def fitted_weight(fusion: Fusion, d_model: np.ndarray, d_twodftm: np.ndarray, works: Sequence[str],
-                  ids: Sequence[str], p: FusionParams, rerank: RerankParams) -> float | None:
-    """:func:`best_weight` over every recording of a set (its leave-one-out matrices)."""
+Candidates = Mapping[str, tuple[Fusion, np.ndarray]]    # profile -> its fusion, its 2DFTM distances (n, n)
+
+
+def profile_aps(fusions: Candidates, d_model: np.ndarray, works: Sequence[str], ids: Sequence[str],
+                grid: np.ndarray, rerank: RerankParams) -> dict[str, np.ndarray]:
+    """:func:`weight_aps` of each profile's fusion: ``{profile: (len(grid), n)}``."""
+    return {name: weight_aps(fusion, d_model, d_twodftm, works, ids, grid, rerank)
+            for name, (fusion, d_twodftm) in fusions.items()}
+
+
+def fitted_choice(fusions: Candidates, d_model: np.ndarray, works: Sequence[str], ids: Sequence[str],
+                  p: FusionParams, rerank: RerankParams) -> Choice | None:
+    """:func:`best_choice` over every recording of a set (its leave-one-out matrices)."""
     grid = weight_grid(p)
-    return best_weight(weight_aps(fusion, d_model, d_twodftm, works, ids, grid, rerank),
-                       np.arange(len(ids)), grid, p.plateau)
+    return best_choice(profile_aps(fusions, d_model, works, ids, grid, rerank), np.arange(len(ids)), grid, p.plateau)
 
 
-def cross_fitted(fusion: Fusion, d_model: np.ndarray, d_twodftm: np.ndarray, works: Sequence[str],
-                 ids: Sequence[str], p: FusionParams, rerank: RerankParams,
-                 seed: int) -> tuple[np.ndarray, np.ndarray, list[float]]:
+def cross_fitted(fusions: Candidates, d_model: np.ndarray, works: Sequence[str], ids: Sequence[str],
+                 p: FusionParams, rerank: RerankParams, seed: int) -> tuple[np.ndarray, np.ndarray, list[Choice]]:
     """Fused and re-ranked leave-one-out distances ``(n, n)`` of a set whose works are dealt
-    into ``p.fit_folds`` folds (shuffled with ``seed``): each fold's rows use the weight
-    fitted on the other folds' (``fusion.weight`` where they cannot tell). Also the weights."""
+    into ``p.fit_folds`` folds (shuffled with ``seed``): each fold's rows use the profile and
+    weight fitted on the other folds' (the first profile at its fusion's weight where they
+    cannot tell). Also each fold's choice."""
     works = np.asarray(works)
     names = np.random.default_rng(seed).permutation(np.unique(works))
     fold_of = dict(zip(names, np.arange(len(names)) % min(p.fit_folds, len(names))))
     fold = np.array([fold_of[w] for w in works])
     grid = weight_grid(p)
-    aps = weight_aps(fusion, d_model, d_twodftm, works, ids, grid, rerank)
+    aps = profile_aps(fusions, d_model, works, ids, grid, rerank)
+    first = next(iter(fusions))
     fused, reranked = np.empty(d_model.shape), np.empty(d_model.shape)
-    weights, made = [], {}
+    choices, made = [], {}
     for f in np.unique(fold):
-        w = best_weight(aps, fold != f, grid, p.plateau)
-        w = fusion.weight if w is None else w
-        if w not in made:
-            d = replace(fusion, weight=w).distances(d_model, d_twodftm)
-            made[w] = d, rerank_square(d, rerank.shortlist, rerank.weight)
+        choice = best_choice(aps, fold != f, grid, p.plateau) or (first, fusions[first][0].weight)
+        if choice not in made:
+            fusion, d_twodftm = fusions[choice[0]]
+            d = replace(fusion, weight=choice[1]).distances(d_model, d_twodftm)
+            made[choice] = d, rerank_square(d, rerank.shortlist, rerank.weight)
         rows = fold == f
-        fused[rows], reranked[rows] = made[w][0][rows], made[w][1][rows]
-        weights.append(w)
-    return fused, reranked, weights
+        fused[rows], reranked[rows] = made[choice][0][rows], made[choice][1][rows]
+        choices.append(choice)
+    return fused, reranked, choices
