@@ -149,25 +149,22 @@ def catalogue_fusions(index: ChunkIndex, p: Params, rows: pd.DataFrame) -> dict[
 
 
 def fit_fusion(index: ChunkIndex, candidates: dict[str, tuple[Fusion, np.ndarray]], p: Params,
-               rows: pd.DataFrame, vectors: list[np.ndarray]) -> str:
-    """``fusion.fit``: the profile of ``candidates`` (:func:`catalogue_fusions`) and its
+               rows: pd.DataFrame, vectors: list[np.ndarray]) -> tuple[Fusion, np.ndarray]:
+    """``fusion.fit``: of ``candidates`` (:func:`catalogue_fusions`), the profile and its
     weight fitted on manifest ``rows`` (the val works; their chunk vectors as the index
     stores them), each recording ranked among them by the catalogue's centring and means
-    (:func:`~coverhunter.retrieval.fusion.fitted_choice`); the candidates' first at its
-    weight where they cannot tell. Returns the profile; its entry of ``candidates`` gets
-    the fitted weight."""
-    d_model = track_distances(vectors, vectors)
+    (:func:`~coverhunter.retrieval.fusion.fitted_choice`): that profile's fusion at that
+    weight, and its 2DFTM vectors; the first candidate as it is where they cannot tell."""
     fusions = {}
     for name, (fusion, twodftm) in candidates.items():
         q = rows_twodftm(index, p, rows, fusion.constants, twodftm)
         fusions[name] = fusion, fusion.twodftm_distances(q, q)
-    choice = fitted_choice(fusions, d_model, rows["work_id"].tolist(), rows["recording_id"].tolist(),
-                           p.fusion, p.rerank)
+    choice = fitted_choice(fusions, track_distances(vectors, vectors), rows["work_id"].tolist(),
+                           rows["recording_id"].tolist(), p.fusion, p.rerank)
     if choice is None:
-        return next(iter(candidates))
-    name, weight = choice
-    candidates[name] = dataclasses.replace(candidates[name][0], weight=weight), candidates[name][1]
-    return name
+        return next(iter(candidates.values()))
+    fusion, twodftm = candidates[choice[0]]
+    return dataclasses.replace(fusion, weight=choice[1]), twodftm
 
 
 def open_set(index: ChunkIndex, queries: pd.DataFrame, q_vectors: list[np.ndarray],
@@ -238,8 +235,8 @@ def run(params_path: str | Path = "params.yaml", progress: bool = True, embed: E
     val = df[df["split"] == p.data.val_split].sort_values("recording_id")
     val_vectors = query_vectors(index, p, val, model_path)
     fitted = p.fusion.fit and len(val) > 0
-    profile = fit_fusion(index, candidates, p, val, val_vectors) if fitted else p.fusion.profile
-    fusion, index.twodftm = candidates[profile]
+    fusion, index.twodftm = fit_fusion(index, candidates, p, val, val_vectors) if fitted \
+        else candidates[p.fusion.profile]
     index.meta["fusion"] = fusion.as_dict()
     val_twodftm = rows_twodftm(index, p, val, fusion.constants)
 
