@@ -171,7 +171,7 @@ class FusionParams:
     fit_profiles: list[str]  # with fit: the profiles also tried; the profile and weight are fitted together
     centre: bool           # centre the 2DFTM vectors on the catalogue's mean before their cosine
     fit_recordings: Count  # the index stage measures both means on at most this many catalogue recordings
-    fit: bool              # the weight chosen on labelled works the model never trained on (val; cross-fitted sets)
+    fit: bool              # weight and profile chosen on labelled works the model never trained on (val; cross-fitted)
     fit_step: Annotated[float, Field(gt=0, le=1)]   # the weights tried: 0, fit_step, ..., 1
     fit_folds: Count       # evaluation: a set's works dealt into this many folds, each scored at the others' weight
     plateau: Annotated[float, Field(ge=0)]          # the largest weight whose re-ranked mAP is within this of the best
