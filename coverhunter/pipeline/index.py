@@ -28,7 +28,7 @@ from coverhunter.model.runtime import for_runtime
 from coverhunter.params import BaselineParams, Params
 from coverhunter.pipeline.layout import FEATURES, MODELS, REPORTS, load, validated_manifest, write_json
 from coverhunter.retrieval.centring import centred_on_mean
-from coverhunter.retrieval.fusion import Fusion, fit_catalogue, fitted_choice, twodftm_vectors
+from coverhunter.retrieval.fusion import Fusion, fit_catalogue_profiles, fitted_choice, twodftm_vectors
 from coverhunter.retrieval.index import ChunkIndex, IndexSpec
 from coverhunter.retrieval.inference import embed_recordings
 from coverhunter.retrieval.metrics import retrieval_metrics, track_distances
@@ -113,8 +113,7 @@ def rows_twodftm(index: ChunkIndex, p: Params, rows: pd.DataFrame, constants: Ba
     from the stored features."""
     ids = rows["recording_id"].tolist()
     if set(ids) <= set(index.recordings()):
-        number = {r: i for i, r in enumerate(index.recordings())}
-        return np.asarray((index.twodftm if twodftm is None else twodftm)[[number[r] for r in ids]])
+        return np.asarray((index.twodftm if twodftm is None else twodftm)[index.numbers_of(ids)])
     return twodftm_rows(p, rows, constants)
 
 
@@ -139,13 +138,10 @@ def catalogue_fusions(index: ChunkIndex, p: Params, rows: pd.DataFrame) -> dict[
     """Per 2DFTM profile the index may fuse (``fusion.candidates()``): the catalogue's
     :class:`Fusion` (both means, and the mean 2DFTM vector) and the 2DFTM vectors of the
     index's recordings ``(n, D)`` (manifest ``rows``, in the index's order)."""
-    chunks = index.chunks_of(index.recordings())
-    out = {}
-    for name in p.fusion.candidates():
-        twodftm = twodftm_rows(p, rows, p.baselines[name])
-        out[name] = fit_catalogue(chunks, twodftm, p.fusion.weight, p.baselines[name], p.fusion.fit_recordings,
-                                  p.train.seed, p.fusion.centre, name), twodftm
-    return out
+    twodftms = {name: (p.baselines[name], twodftm_rows(p, rows, p.baselines[name])) for name in p.fusion.candidates()}
+    fusions = fit_catalogue_profiles(index.chunks_of(index.recordings()), twodftms, p.fusion.weight,
+                                     p.fusion.fit_recordings, p.train.seed, p.fusion.centre)
+    return {name: (fusions[name], twodftm) for name, (_, twodftm) in twodftms.items()}
 
 
 def fit_fusion(index: ChunkIndex, candidates: dict[str, tuple[Fusion, np.ndarray]], p: Params,

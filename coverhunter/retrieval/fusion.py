@@ -121,14 +121,26 @@ def fit_catalogue(chunks: Sequence[np.ndarray], twodftm: np.ndarray, weight: flo
     2DFTM vector (``twodftm`` ``(n, D)``) made with ``constants`` (of ``profile``); at most
     ``max_recordings`` of them, drawn with ``seed`` (means over pairs, and with ``centre``
     the mean vector: a sample of a large catalogue suffices)."""
+    return fit_catalogue_profiles(chunks, {profile: (constants, twodftm)}, weight, max_recordings, seed,
+                                  centre)[profile]
+
+
+def fit_catalogue_profiles(chunks: Sequence[np.ndarray],
+                           twodftms: Mapping[str | None, tuple[BaselineParams, np.ndarray]], weight: float,
+                           max_recordings: int, seed: int, centre: bool = False) -> dict[str | None, Fusion]:
+    """:func:`fit_catalogue` for several profiles (``{profile: (constants, 2DFTM vectors
+    (n, D))}``) on one sample of the catalogue, whose model distances are measured once."""
     n = len(chunks)
     pick = np.sort(np.random.default_rng(seed).choice(n, max_recordings, replace=False)) \
         if n > max_recordings else np.arange(n)
     sample = [chunks[i] for i in pick]
-    vectors = np.asarray(twodftm)[pick]
-    mean = mean_vector(vectors) if centre else None
-    return fit_square(track_distances(sample, sample), twodftm_distances(vectors, vectors, mean),
-                      weight, constants, mean, profile)
+    d_model = track_distances(sample, sample)
+    out = {}
+    for profile, (constants, twodftm) in twodftms.items():
+        vectors = np.asarray(twodftm)[pick]
+        mean = mean_vector(vectors) if centre else None
+        out[profile] = fit_square(d_model, twodftm_distances(vectors, vectors, mean), weight, constants, mean, profile)
+    return out
 
 
 def weight_grid(p: FusionParams) -> np.ndarray:

@@ -163,10 +163,14 @@ class ChunkIndex:
         """The chunk vectors of each of ``recording_ids``: ``(n_i, d)`` per recording."""
         return [self.vectors[self._rows[r]] for r in recording_ids]
 
+    def numbers_of(self, recording_ids: Sequence[str]) -> list[int]:
+        """Each recording's number: its place in :meth:`recordings` (and its row of ``twodftm``)."""
+        number = {r: i for i, r in enumerate(self.recording_names)}
+        return [number[r] for r in recording_ids]
+
     def twodftm_of(self, recording_ids: Sequence[str]) -> np.ndarray:
         """The 2DFTM vectors of ``recording_ids`` ``(n, D)``, in that order."""
-        number = {r: i for i, r in enumerate(self.recording_names)}
-        return np.asarray(self.twodftm[[number[r] for r in recording_ids]])
+        return np.asarray(self.twodftm[self.numbers_of(recording_ids)])
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` most similar chunk vectors of each query ``(m, d)``: similarities and
