@@ -49,12 +49,12 @@ pretrain: install
 	$(BIN)/dvc repro demo
 	$(BIN)/python -m stages.pretrain export
 
-# Table II on the demo catalogue: seven `dvc exp run`s (README: "Ablation"), then
+# Table II on the demo catalogue: seven `dvc exp run`s (docs/results.md: "the ablation (Table II)"), then
 # reports/ablation/table.md; ROWS=t2-full,t2-conformer picks rows
 ablation: install
 	$(BIN)/python -m coverhunter.mlops.ablation run $(if $(ROWS),--rows $(ROWS))
 
-# The generality checks (README "Generality"), in the soundfont the demo's models never heard:
+# The generality checks (docs/generality.md), in the soundfont the demo's models never heard:
 # vocal polyphony of two corpus collections no catalogue draws from (demo.size=polyphonic), and
 # folk tunes of none of the demo's works harmonised in four parts (demo.size=homophonic), each scored
 # with `make demo`'s models (the fine one also as trained, before its blend with the checkpoint, when

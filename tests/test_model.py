@@ -9,7 +9,7 @@ from coverhunter.model.frontend import pool_frames, subtract_chunk_mean
 from coverhunter.model.masking import MaskedBatchNorm, lengths_to_mask
 from coverhunter.model.pooling import AttentiveTimePooling, weighted_mean_std
 
-PAPER_SIZE_PARAMETERS = 2_312_768   # README "2.31 M" (benchmarks/bench_model.py), classifier excluded,
+PAPER_SIZE_PARAMETERS = 2_312_768   # docs/performance.md "2.31 M" (benchmarks/bench_model.py), classifier excluded,
                                     # with the linear neck; a BNNeck drops the linear bias (-128) and
                                     # adds the BatchNorm's weight and bias (+256): +128
 
@@ -174,7 +174,7 @@ def test_default_model_builds(params):
 
 
 def test_paper_size_model_has_the_measured_parameter_count(params):
-    """The paper's size (README): width 128, feed-forward 256, 6 blocks, 128 conv channels."""
+    """The paper's size (docs/performance.md): width 128, feed-forward 256, 6 blocks, 128 conv channels."""
     paper = dataclasses.replace(params.model, d_model=128, ff_dim=256, n_blocks=6,
                                 subsample_channels=128, neck="linear")
     net = CoverHunterNet(96, paper, n_classes=0)

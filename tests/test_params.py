@@ -15,7 +15,7 @@ def test_paper_defaults_are_read(params):
     assert (params.train.chunk_s, params.train.hop_s, params.evaluate.chunk_s) == (15.0, 7.5, 45.0)
     assert params.align.min_votes == 1                  # [II-D] the offset is the plain mode
     assert (params.fine.min_s, params.fine.max_s) == (15.0, 45.0)
-    # not the paper's defaults, chosen by measurement (README): the fine model starts from
+    # not the paper's defaults, chosen by measurement (docs/results.md): the fine model starts from
     # the coarse one, which starts from the shipped checkpoint; the neck is a BNNeck; chunk
     # pairs above 0.8 (the paper: 0.9) are matches, which aligns 6.5x more of them
     assert (params.fine.init, params.train.init, params.model.neck) == ("coarse", "pretrained", "bnneck")

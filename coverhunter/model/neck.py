@@ -5,7 +5,7 @@ BatchNorm after it with a frozen bias and feeds the classifier the normalised ve
 BNNeck of the "bag of tricks" for re-identification (the paper's [21]). Without the
 BatchNorm, a component shared by every chunk grows fastest in Adam's first steps and the
 bias-free classifier cannot remove it, so all chunk vectors collapse onto one direction
-for hundreds of steps (README: "What made the model learn"). The BatchNorm centres each
+for hundreds of steps (docs/results.md: "What made the model learn"). The BatchNorm centres each
 embedding dimension over the batch, which removes that shared component.
 """
 from __future__ import annotations

@@ -16,7 +16,7 @@ similarities ``s`` (``1 - distance``, a recording with itself at 1), every c in 
   nearest neighbours within S; else ``s(q, c)``.
 
 ``w = 0`` (or a shortlist of one) leaves every score as it was. Without the mutual gate,
-a catalogue of one recording per work lost more (README "Neighbour re-ranking").
+a catalogue of one recording per work lost more (docs/generality.md "Neighbour re-ranking").
 """
 from __future__ import annotations
 
