@@ -12,7 +12,7 @@ from synth import tone
 
 from coverhunter.features.audio import load_segment
 from coverhunter.features.cqt import CQTFrontEnd, extract_cqt
-from coverhunter.training.augment import FeatureAugment
+from coverhunter.training.augment import FeatureAugment, overlay_db
 from coverhunter.training.augment_audio import AudioAugment
 from coverhunter.training.batches import AudioChunks, BatchMaker, BatchStream, OtherWorkAudio
 from coverhunter.training.data import ChunkDataset, ChunkLocation
@@ -230,3 +230,49 @@ def test_stage_batch_maker_wires_every_trick(params, tmp_path):
     off = dataclasses.replace(p, train=dataclasses.replace(p.train, tricks=False))
     plain = batch_maker(off, ds, [0, 1], df, [0, 1], 6.0)
     assert plain.audio is None and plain.features is None
+
+
+def test_overlay_mixes_another_works_chunk_under_the_peak(params):
+    """Two works, a held A4 and a held E5: with the overlay on every chunk at 10 dB, each
+    chunk keeps its own pitch as the peak (0 dB) and shows the other work's 10 dB under it;
+    a batch of one work alone is left as it was (there is no other work to mix in)."""
+    front = CQTFrontEnd(params.features)
+    feats = extract_cqt([tone(A4, 12.0, SR, 0.3), tone(E5, 12.0, SR, 0.3)], front)
+    ds = ChunkDataset(feats, [0, 1], 6.0, 3.0, params.features.frame_rate)
+    p = dataclasses.replace(params.augment, **{**OFF, "overlay_prob": 1.0, "overlay_snr_db": [10.0, 10.0]})
+    maker = BatchMaker(ds, 0, features=FeatureAugment(p, 12))
+    a4, e5 = _bin(params, A4), _bin(params, E5)
+    first = [i for i in range(len(ds)) if ds[i][1] == 0][1]                  # a chunk of A4, 3-9 s
+    second = [i for i in range(len(ds)) if ds[i][1] == 1][1]                 # one of E5
+    batch = maker(np.array([first, second]), step=0)
+    mid = slice(25, 125)                                                      # clear of the tones' edges
+    for row, (own, other) in enumerate([(a4, e5), (e5, a4)]):
+        x = batch.x[row, mid].numpy()
+        assert (x.argmax(1) == own).all()
+        np.testing.assert_allclose(x[:, own], 0.0, atol=0.05)
+        stored = ds[[first, second][row]][0][mid]
+        assert (stored[:, other] < -30).all()                                 # nothing there before
+        np.testing.assert_allclose(x[:, other], -10.0, atol=0.3)
+    alone = maker(np.array([first, first + 1]), step=0)                     # work 0 only
+    np.testing.assert_array_equal(alone.x[0, :150].numpy(), ds[first][0])
+
+
+def test_overlay_db_adds_powers() -> None:
+    """Known answers: two equal powers add to +3.01 dB, so after re-referencing to the
+    mixture's peak a bin where only one of them plays reads -3.01 dB; a peak mixed 10 dB under
+    reads -10 dB less the lift of the mixture's peak; the floor is kept; a shorter overlay
+    repeats from its start."""
+    floor = -80.0
+    x = np.full((4, 3), floor, np.float32)
+    x[:, 0] = 0.0
+    other = np.full((2, 3), floor, np.float32)
+    other[0, 0] = 0.0                          # frame 0 (and 2): the same bin as x's peak
+    other[1, 1] = 0.0                          # frame 1 (and 3): another bin
+    y = overlay_db(x, other, 0.0)
+    np.testing.assert_allclose(y[:, 0], [0.0, -10 * np.log10(2), 0.0, -10 * np.log10(2)], atol=1e-4)
+    np.testing.assert_allclose(y[[1, 3], 1], -10 * np.log10(2), atol=1e-4)  # equal powers: each -3 dB
+    z = overlay_db(x, other, 10.0)             # the peak is now frame 0's 10·log10(1.1) = +0.41 dB
+    lift = 10 * np.log10(1.1)
+    np.testing.assert_allclose(z[[1, 3], 1], -10.0 - lift, atol=1e-3)
+    np.testing.assert_allclose(z[:, 0], [0.0, -lift, 0.0, -lift], atol=1e-3)
+    assert z.min() >= floor and z.dtype == np.float32 and z.shape == x.shape

@@ -283,6 +283,7 @@ from coverhunter.demo.accompany import (  # noqa: E402
     estimate_key,
     harmonise,
 )
+from coverhunter.demo.plan import Work, plan_work  # noqa: E402
 from coverhunter.demo.render import soundfont_path  # noqa: E402
 from coverhunter.demo.runner import Runner  # noqa: E402
 from coverhunter.demo.selection import barred_tunes, select_works  # noqa: E402
@@ -560,6 +561,27 @@ def _tiny_band(out: Path, workers: int) -> pd.DataFrame:
                             outro_s=(1.0, 3.0), p_band=0.8, soundfonts=fonts,
                             workers=workers)
     return build_catalogue(p, SR, out)
+
+
+def test_a_split_of_its_own_gets_bands_and_leaves_every_other_version_as_it_was(tiny) -> None:
+    """`p_band_splits: {train: 1}`: every training version is a band, the others stay the
+    melody alone, drawn exactly as without the key (their recordings stay byte-identical)."""
+    tune = _c_major_tune()
+    melody_only = dataclasses.replace(tiny, p_band=0.0, p_band_splits={}, versions=(6, 6))
+    bands_in_training = dataclasses.replace(melody_only, p_band_splits={"train": 1.0})
+    for split in ("train", "test", "test_variants"):
+        work = Work("w01", "C major", split, [tune.ref])
+        before, after = (plan_work(p, work, {tune.ref: tune}, SR) for p in (melody_only, bands_in_training))
+        assert all("style" not in v for v in before)
+        if split == "train":
+            assert all(v["style"] != "melody" and v["accomp_programs"] for v in after)
+            assert [{k: x for k, x in v.items() if k in before[0]} for v in after] == before
+        else:
+            assert after == before
+    with pytest.raises(ValueError, match="demo.p_band_splits must map some of test, test_variants, train, val"):
+        dataclasses.replace(melody_only, p_band_splits={"training": 0.5})
+    with pytest.raises(ValueError, match="demo.p_band_splits"):
+        dataclasses.replace(melody_only, p_band_splits={"train": 1.5})
 
 
 def test_a_band_catalogue_is_byte_reproducible(tmp_path: Path) -> None:

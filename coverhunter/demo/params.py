@@ -75,6 +75,7 @@ class DemoParams:
     edge_fade_s: float
     # band arrangements (coverhunter.demo.accompany)
     p_band: float
+    p_band_splits: dict[str, float]
     soundfonts: list[str]
     chord_styles: dict[str, list[int]]
     p_second_chords: float
@@ -131,6 +132,7 @@ class DemoParams:
         object.__setattr__(self, "collections", list(self.collections))
         object.__setattr__(self, "programs", list(self.programs))
         object.__setattr__(self, "split_fractions", dict(self.split_fractions))
+        object.__setattr__(self, "p_band_splits", dict(self.p_band_splits))
         object.__setattr__(self, "soundfonts", list(self.soundfonts))
         object.__setattr__(self, "chord_styles",
                            {k: list(v) for k, v in self.chord_styles.items()})
@@ -162,6 +164,11 @@ class DemoParams:
                 for v in self.mix_db.values()):
             problems.append(f"demo.mix_db must give a [low, high] level for each of "
                             f"{', '.join(MIX_PARTS)}, got {self.mix_db}")
+        splits = {*self.split_fractions, self.variants_split}
+        if not isinstance(self.p_band_splits, Mapping) or not set(self.p_band_splits) <= splits \
+                or not all(0.0 <= q <= 1.0 for q in self.p_band_splits.values()):
+            problems.append(f"demo.p_band_splits must map some of {', '.join(sorted(splits))} to "
+                            f"probabilities, got {self.p_band_splits}")
         if self.comp_ratio[0] < 1.0:
             problems.append("demo.comp_ratio must be >= 1")
         if not isinstance(self.exclude_splits, (list, tuple)):

@@ -43,12 +43,13 @@ _MELODY_RANGE = (55, 84)  # G3-C6: where a band's melody (median pitch) is moved
 
 
 def _arrangement(p: DemoParams, a: np.random.Generator, tune: Tune, full_passes: int,
-                 n_sec: int, cut: tuple[int, int] | None) -> dict[str, Any]:
-    """The soundfont and band draws of one version from its own stream ``a``: every
-    value is drawn, in a fixed order, whether it is used or not (so one choice never
-    shifts another). A melody-only version keeps the recipe's band defaults."""
+                 n_sec: int, cut: tuple[int, int] | None, split: str) -> dict[str, Any]:
+    """The soundfont and band draws of one version of a work of ``split`` from its own
+    stream ``a``: every value is drawn, in a fixed order, whether it is used or not (so one
+    choice never shifts another, and a split's band probability changes no other split's
+    versions). A melody-only version keeps the recipe's band defaults."""
     soundfont = _pick(a, p.soundfonts)
-    band = a.random() < p.p_band
+    band = a.random() < p.p_band_splits.get(split, p.p_band)
     styles = list(p.chord_styles)
     first = _pick(a, styles)
     others = [s for s in styles if s != first] or [first]
@@ -147,7 +148,7 @@ def plan_work(p: DemoParams, work: Work, tunes: Mapping[str, Tune],
                 rep = (int(rep_u * full_passes), rep_sec)
         _, n_passes = arrange(tune, body_tune_s, p.sections, cut, rep)
         band = _arrangement(p, seeds.rng(p.seed, seeds.ARRANGEMENT, key, k), tune,
-                            full_passes, n_sec, cut)
+                            full_passes, n_sec, cut, work.split)
         plans.append(dict(
             recording_id=f"{work.work_id}-{k + 1:02d}", work_id=work.work_id, split=work.split,
             title=work.title, source=source, program=int(programs[k]), transpose=transpose,

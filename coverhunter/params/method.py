@@ -233,6 +233,8 @@ class AugmentParams:
     pitch_roll_prob: float
     tempo_prob: float
     tempo_rate: tuple[float, float]
+    overlay_prob: float
+    overlay_snr_db: tuple[float, float]
     mask_prob: float
     time_masks: int
     time_mask_max_frames: int
@@ -242,14 +244,14 @@ class AugmentParams:
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("speed_rate", "snr_db", "noise_exponent", "volume_db", "tempo_rate"):
+        for name in ("speed_rate", "snr_db", "noise_exponent", "volume_db", "tempo_rate", "overlay_snr_db"):
             value = getattr(self, name)
             if not isinstance(value, (list, tuple)) or len(value) != 2 or value[0] > value[1]:
                 problems.append(f"augment.{name} must be [low, high] with low <= high, got {value}")
             else:
                 object.__setattr__(self, name, (float(value[0]), float(value[1])))
-        for name in ("speed_prob", "noise_prob", "volume_prob", "pitch_roll_prob", "tempo_prob", "mask_prob",
-                     "noise_coloured_share", "noise_folder_share", "noise_other_work_share"):
+        for name in ("speed_prob", "noise_prob", "volume_prob", "pitch_roll_prob", "tempo_prob", "overlay_prob",
+                     "mask_prob", "noise_coloured_share", "noise_folder_share", "noise_other_work_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"augment.{name} must be in [0, 1], got {getattr(self, name)}")
         shares = (self.noise_coloured_share, self.noise_folder_share, self.noise_other_work_share)

@@ -21,8 +21,8 @@ import torch
 
 from coverhunter.params import AugmentParams
 
-__all__ = ["FeatureAugment", "apply_masks", "draw_masks", "random_pitch_roll", "roll_pitch",
-           "stretch_time"]
+__all__ = ["FeatureAugment", "apply_masks", "draw_masks", "overlay_db", "random_pitch_roll",
+           "roll_pitch", "stretch_time"]
 
 
 def stretch_time(x: np.ndarray, rate: float, max_frames: int | None = None) -> np.ndarray:
@@ -38,6 +38,17 @@ def stretch_time(x: np.ndarray, rate: float, max_frames: int | None = None) -> n
     w = (pos - lo).astype(np.float32)[:, None]
     v = np.asarray(x, dtype=np.float32)
     return (1 - w) * v[lo] + w * v[hi]
+
+
+def overlay_db(x: np.ndarray, other: np.ndarray, snr_db: float) -> np.ndarray:
+    """``x`` ``(T, bins)`` with ``other`` ``(T', bins)`` mixed in ``snr_db`` below ``x``'s peak
+    (both log-CQTs in dB re their own peak): the two powers added bin by bin, frame ``t`` of
+    ``other`` under frame ``t`` of ``x`` (repeated from its start where it is shorter), then
+    in dB re the mixture's peak with the floor of ``x`` kept. Returns ``(T, bins)`` float32."""
+    floor = float(x.min())
+    under = np.resize(np.asarray(other, np.float32), (len(x), x.shape[1])) - snr_db
+    mixed = 10.0 * np.log10(10.0 ** (x / 10.0) + 10.0 ** (under / 10.0))
+    return np.maximum(mixed - mixed.max(), floor).astype(np.float32)
 
 
 def roll_pitch(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,11 @@ specs into model input:
 2. a chunk drawn for a tempo change (``augment.tempo_prob``, no audio step) is cut ``rate``
    times longer from its recording's stored frames and resampled in time to its length
    (:func:`~coverhunter.training.augment.stretch_time`);
-3. the padded batch gets the other CQT-domain tricks (:class:`~coverhunter.training.augment.FeatureAugment`:
+3. a chunk drawn for an overlay (``augment.overlay_prob``) gets another work's chunk of the
+   same batch mixed in, ``augment.overlay_snr_db`` below its own peak (:func:`~coverhunter.training.augment.overlay_db`:
+   powers added in the dB domain, as the paper's noise mixing with another recording
+   would give, without the audio work);
+4. the padded batch gets the other CQT-domain tricks (:class:`~coverhunter.training.augment.FeatureAugment`:
    pitch roll, SpecAugment masks that respect each chunk's length).
 
 Multi-length chunks (the fine model's 15–45 s) are zero-padded with lengths the model
@@ -39,7 +43,7 @@ import torch
 
 from coverhunter.features.audio import load_segment
 from coverhunter.features.cqt import CQTFrontEnd
-from coverhunter.training.augment import FeatureAugment, stretch_time
+from coverhunter.training.augment import FeatureAugment, overlay_db, stretch_time
 from coverhunter.training.augment_audio import AudioAugment
 from coverhunter.training.data import ChunkLocation, pad_batch
 
@@ -82,6 +86,7 @@ class OtherWorkAudio:
 
 
 TEMPO_STREAM = 1   # the tempo draws' own random stream beside the audio tricks' (seed, step)
+OVERLAY_STREAM = 2  # and the overlay draws' own
 
 
 class Batch(NamedTuple):
@@ -123,6 +128,8 @@ class BatchMaker:
         if self.features is not None and self.features.p.tempo_prob > 0:
             self._tempo(specs, chunks, step)
         audio_items = self._audio_tricks(specs, chunks, step) if self.audio is not None else 0
+        if self.features is not None and self.features.p.overlay_prob > 0:
+            self._overlay(np.array([label for _, label in items]), chunks, step)
         x, lengths = pad_batch(chunks)                                  # (B, T, bins), (B,)
         if self.features is not None:
             gen = torch.Generator().manual_seed(step_seed(self.seed, step))
@@ -142,6 +149,21 @@ class BatchMaker:
             frames = self.dataset.features[loc.recording]                # (T_rec, bins)
             cut = frames[loc.start: loc.start + max(1, int(round(loc.frames * rates[row])))]
             chunks[row] = stretch_time(cut, float(rates[row]), loc.frames)
+
+    def _overlay(self, labels: np.ndarray, chunks: list[np.ndarray], step: int) -> None:
+        """Mix into each chunk drawn for an overlay, in place, a chunk of another work of the
+        batch (as it was before any overlay) ``snr`` dB below its own peak."""
+        p = self.features.p
+        rng = np.random.default_rng([self.seed, step, OVERLAY_STREAM])
+        drawn = rng.random(len(chunks)) < p.overlay_prob                   # (B,)
+        partner_u = rng.random(len(chunks))                                # (B,)
+        snr = rng.uniform(*p.overlay_snr_db, len(chunks))                  # (B,) dB
+        before = list(chunks)
+        for row in np.flatnonzero(drawn):
+            others = np.flatnonzero(labels != labels[row])
+            if len(others):
+                other = before[others[int(partner_u[row] * len(others))]]
+                chunks[row] = overlay_db(before[row], other, float(snr[row]))
 
     def _audio_tricks(self, specs: Sequence, chunks: list[np.ndarray], step: int) -> int:
         """Replace, in place, each chunk drawn for an audio step by the CQT of its
