@@ -41,10 +41,12 @@ def stretch_time(x: np.ndarray, rate: float, max_frames: int | None = None) -> n
 
 
 def overlay_db(x: np.ndarray, other: np.ndarray, snr_db: float) -> np.ndarray:
-    """``x`` ``(T, bins)`` with ``other`` ``(T', bins)`` mixed in ``snr_db`` below ``x``'s peak
-    (both log-CQTs in dB re their own peak): the two powers added bin by bin, frame ``t`` of
-    ``other`` under frame ``t`` of ``x`` (repeated from its start where it is shorter), then
-    in dB re the mixture's peak with the floor of ``x`` kept. Returns ``(T, bins)`` float32."""
+    """``x`` ``(T, bins)`` with ``other`` ``(T', bins)`` lowered by ``snr_db`` and mixed in
+    (both log-CQTs on the stored scale, dB re their recording's peak, so two chunks from
+    their recordings' loudest moments are ``snr_db`` apart): the two powers added bin by bin,
+    frame ``t`` of ``other`` under frame ``t`` of ``x`` (repeated from its start where it is
+    shorter), then in dB re the mixture's peak with the floor of ``x`` kept. Returns
+    ``(T, bins)`` float32."""
     floor = float(x.min())
     under = np.resize(np.asarray(other, np.float32), (len(x), x.shape[1])) - snr_db
     mixed = 10.0 * np.log10(10.0 ** (x / 10.0) + 10.0 ** (under / 10.0))

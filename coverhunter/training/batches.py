@@ -15,7 +15,7 @@ specs into model input:
    times longer from its recording's stored frames and resampled in time to its length
    (:func:`~coverhunter.training.augment.stretch_time`);
 3. a chunk drawn for an overlay (``augment.overlay_prob``) gets another work's chunk of the
-   same batch mixed in, ``augment.overlay_snr_db`` below its own peak (:func:`~coverhunter.training.augment.overlay_db`:
+   same batch mixed in, lowered by ``augment.overlay_snr_db`` (:func:`~coverhunter.training.augment.overlay_db`:
    powers added in the dB domain, as the paper's noise mixing with another recording
    would give, without the audio work);
 4. the padded batch gets the other CQT-domain tricks (:class:`~coverhunter.training.augment.FeatureAugment`:
@@ -152,7 +152,7 @@ class BatchMaker:
 
     def _overlay(self, labels: np.ndarray, chunks: list[np.ndarray], step: int) -> None:
         """Mix into each chunk drawn for an overlay, in place, a chunk of another work of the
-        batch (as it was before any overlay) ``snr`` dB below its own peak."""
+        batch (as it was before any overlay), lowered by ``snr`` dB."""
         p = self.features.p
         rng = np.random.default_rng([self.seed, step, OVERLAY_STREAM])
         drawn = rng.random(len(chunks)) < p.overlay_prob                   # (B,)
