@@ -125,16 +125,17 @@ class BatchMaker:
     def __call__(self, specs: Sequence, step: int) -> Batch:
         items = [self.dataset[s] for s in specs]
         chunks = [c for c, _ in items]                                  # [(T_i, bins)]
+        labels = [label for _, label in items]                          # [B] work classes
         if self.features is not None and self.features.p.tempo_prob > 0:
             self._tempo(specs, chunks, step)
         audio_items = self._audio_tricks(specs, chunks, step) if self.audio is not None else 0
         if self.features is not None and self.features.p.overlay_prob > 0:
-            self._overlay(np.array([label for _, label in items]), chunks, step)
+            self._overlay(np.array(labels), chunks, step)
         x, lengths = pad_batch(chunks)                                  # (B, T, bins), (B,)
         if self.features is not None:
             gen = torch.Generator().manual_seed(step_seed(self.seed, step))
             x = self.features(x, lengths, gen)
-        return Batch(x, lengths, torch.tensor([label for _, label in items]), audio_items)
+        return Batch(x, lengths, torch.tensor(labels), audio_items)
 
     def _tempo(self, specs: Sequence, chunks: list[np.ndarray], step: int) -> None:
         """Replace, in place, each chunk drawn for a tempo change by its stretch of the
